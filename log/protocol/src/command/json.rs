@@ -1,0 +1,204 @@
+//! The JSON header, as fastjson writes and reads it for `RemotingCommand`.
+//!
+//! Decoding is as lenient as the Java broker: fields may be absent (Java defaults apply),
+//! `extFields` values may be strings, numbers or booleans (kept in their string form), integer
+//! fields may be written as strings, `language` may be a name or a number, and unknown keys are
+//! ignored. Encoding always writes strings in `extFields`, which every client accepts.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{HeaderFault, LanguageCode, Prefix, RemotingCommand, SerializeType};
+use crate::error::HeaderError;
+
+/// The header keys we read; everything else (`serializeTypeCurrentRPC`, `suspended`, …) is
+/// ignored, as the frame's serialize-type byte is what counts.
+#[derive(Deserialize)]
+struct WireHeader<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    language: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    version: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    opaque: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    flag: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    remark: Option<&'a RawValue>,
+    #[serde(rename = "extFields", borrow, default)]
+    ext_fields: Option<&'a RawValue>,
+}
+
+/// A JSON scalar in the form fastjson would hand to a `String` field.
+enum Scalar {
+    /// JSON `null`: the field is treated as absent.
+    Null,
+    /// A JSON string, unescaped.
+    Text(String),
+    /// A number or boolean, exactly as written.
+    Literal(String),
+}
+
+fn scalar(raw: &RawValue, field: &str) -> Result<Scalar, HeaderError> {
+    let text = raw.get().trim();
+    match text.as_bytes().first() {
+        Some(b'"') => Ok(Scalar::Text(serde_json::from_str(text)?)),
+        Some(b'n') => Ok(Scalar::Null),
+        Some(b't' | b'f' | b'-' | b'0'..=b'9') => Ok(Scalar::Literal(text.to_owned())),
+        _ => Err(HeaderError::FieldType {
+            field: field.to_owned(),
+            expected: "a string, number or boolean",
+        }),
+    }
+}
+
+fn optional_text(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, HeaderError> {
+    match raw.map(|r| scalar(r, field)).transpose()? {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Text(s) | Scalar::Literal(s)) => Ok(Some(s)),
+    }
+}
+
+/// An `int` field: a JSON integer or a string holding one; absent or null gives 0.
+fn int_field(raw: Option<&RawValue>, field: &'static str) -> Result<i32, HeaderError> {
+    let not_int = || HeaderError::FieldType {
+        field: field.to_owned(),
+        expected: "a 32-bit integer",
+    };
+    match raw.map(|r| scalar(r, field)).transpose()? {
+        None | Some(Scalar::Null) => Ok(0),
+        Some(Scalar::Text(s) | Scalar::Literal(s)) => s.trim().parse().map_err(|_| not_int()),
+    }
+}
+
+fn language_field(raw: Option<&RawValue>) -> Result<LanguageCode, HeaderError> {
+    match raw.map(|r| scalar(r, "language")).transpose()? {
+        None | Some(Scalar::Null) => Ok(LanguageCode::Java),
+        Some(Scalar::Text(name)) => Ok(LanguageCode::from_name(&name)),
+        Some(Scalar::Literal(number)) => Ok(match number.parse::<u8>() {
+            Ok(code) => LanguageCode::from_code(code),
+            Err(_) => LanguageCode::Unknown(number),
+        }),
+    }
+}
+
+fn ext_fields(raw: Option<&RawValue>) -> Result<super::ExtFields, HeaderError> {
+    let Some(raw) = raw else {
+        return Ok(super::ExtFields::new());
+    };
+    let text = raw.get().trim();
+    if text == "null" {
+        return Ok(super::ExtFields::new());
+    }
+    if !text.starts_with('{') {
+        return Err(HeaderError::FieldType {
+            field: "extFields".to_owned(),
+            expected: "an object",
+        });
+    }
+    let entries: BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
+    let mut fields = super::ExtFields::new();
+    for (key, value) in entries {
+        let field = format!("extFields.{key}");
+        match scalar(value, &field)? {
+            // Java's map.get() sees a null value as an absent key.
+            Scalar::Null => {}
+            Scalar::Text(s) | Scalar::Literal(s) => {
+                fields.insert(key, s);
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// Decodes a JSON header. The body and serialize type are left at their defaults.
+pub(super) fn decode(header: &[u8]) -> Result<RemotingCommand, HeaderFault> {
+    let mut prefix = Prefix::default();
+    let fault = |prefix: Prefix| move |error: HeaderError| HeaderFault { prefix, error };
+    let wire: WireHeader<'_> = serde_json::from_slice(header)
+        .map_err(HeaderError::from)
+        .map_err(fault(prefix))?;
+    // Read the fields that address a response first, so a later failure can still report them.
+    let code = int_field(wire.code, "code").map_err(fault(prefix))?;
+    prefix.code = Some(code);
+    let opaque = int_field(wire.opaque, "opaque").map_err(fault(prefix))?;
+    prefix.opaque = Some(opaque);
+    let flag = int_field(wire.flag, "flag").map_err(fault(prefix))?;
+    prefix.flag = Some(flag);
+    Ok(RemotingCommand {
+        code,
+        opaque,
+        flag,
+        language: language_field(wire.language).map_err(fault(prefix))?,
+        version: int_field(wire.version, "version").map_err(fault(prefix))?,
+        remark: optional_text(wire.remark, "remark").map_err(fault(prefix))?,
+        ext_fields: ext_fields(wire.ext_fields).map_err(fault(prefix))?,
+        body: bytes::Bytes::new(),
+        serialize_type: SerializeType::Json,
+    })
+}
+
+/// Writes `s` as a JSON string literal.
+fn write_str(out: &mut impl Write, s: &str) -> std::io::Result<()> {
+    out.write_all(b"\"")?;
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.write_all(&s.as_bytes()[start..i])?;
+        match escape {
+            Some(e) => out.write_all(e)?,
+            None => write!(out, "\\u{b:04x}")?,
+        }
+        start = i + 1;
+    }
+    out.write_all(&s.as_bytes()[start..])?;
+    out.write_all(b"\"")
+}
+
+fn write_header(cmd: &RemotingCommand, out: &mut impl Write) -> std::io::Result<()> {
+    write!(out, "{{\"code\":{},\"language\":", cmd.code)?;
+    write_str(out, cmd.language.name())?;
+    write!(
+        out,
+        ",\"version\":{},\"opaque\":{},\"flag\":{}",
+        cmd.version, cmd.opaque, cmd.flag
+    )?;
+    if let Some(remark) = &cmd.remark {
+        out.write_all(b",\"remark\":")?;
+        write_str(out, remark)?;
+    }
+    out.write_all(b",\"extFields\":{")?;
+    for (i, (key, value)) in cmd.ext_fields.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_str(out, key)?;
+        out.write_all(b":")?;
+        write_str(out, value)?;
+    }
+    write!(
+        out,
+        "}},\"serializeTypeCurrentRPC\":\"{}\"}}",
+        SerializeType::Json.name()
+    )
+}
+
+/// Appends the JSON header of `cmd` to `out`.
+pub(super) fn encode(cmd: &RemotingCommand, out: &mut bytes::buf::Writer<&mut bytes::BytesMut>) {
+    // Writing into a BytesMut cannot fail: it grows as needed.
+    let written = write_header(cmd, out);
+    debug_assert!(written.is_ok(), "writing to BytesMut failed: {written:?}");
+}
