@@ -32,7 +32,9 @@ pub enum ProtocolError {
     },
 
     /// The header length does not fit in the frame.
-    #[error("decode frame: header length {header_len} exceeds the {available} bytes after the header-length word")]
+    #[error(
+        "decode frame: header length {header_len} exceeds the {available} bytes after the header-length word"
+    )]
     HeaderLengthOutOfRange {
         /// Header length from the header-length word.
         header_len: usize,

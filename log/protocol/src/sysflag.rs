@@ -15,7 +15,12 @@ pub mod pull {
     pub const LITE_PULL: i32 = 0x1 << 4;
 
     /// Builds a pull sys flag.
-    pub fn build(commit_offset: bool, suspend: bool, subscription: bool, class_filter: bool) -> i32 {
+    pub fn build(
+        commit_offset: bool,
+        suspend: bool,
+        subscription: bool,
+        class_filter: bool,
+    ) -> i32 {
         let mut flag = 0;
         for (set, bit) in [
             (commit_offset, COMMIT_OFFSET),
@@ -103,7 +108,10 @@ mod tests {
     fn transaction_type_replaces_only_its_bits() {
         let flag = message::MULTI_TAGS | message::TRANSACTION_PREPARED;
         let committed = message::with_transaction_type(flag, message::TRANSACTION_COMMIT);
-        assert_eq!(message::transaction_type(committed), message::TRANSACTION_COMMIT);
+        assert_eq!(
+            message::transaction_type(committed),
+            message::TRANSACTION_COMMIT
+        );
         assert_eq!(committed & message::MULTI_TAGS, message::MULTI_TAGS);
     }
 }

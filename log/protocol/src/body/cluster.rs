@@ -31,7 +31,10 @@ mod tests {
         let json = r#"{"brokerAddrTable":{"broker-a":{"brokerAddrs":{0:"10.0.0.1:10911"},"brokerName":"broker-a","cluster":"C"}},"clusterAddrTable":{"C":["broker-a"]}}"#;
         let info = ClusterInfo::decode(json.as_bytes()).expect("decodes");
         assert_eq!(
-            info.broker_addr_table["broker-a"].broker_addrs.get(&0).map(String::as_str),
+            info.broker_addr_table["broker-a"]
+                .broker_addrs
+                .get(&0)
+                .map(String::as_str),
             Some("10.0.0.1:10911")
         );
         assert_eq!(info.cluster_addr_table["C"], vec!["broker-a".to_owned()]);

@@ -27,8 +27,14 @@ mod tests {
             consumer_id_list: vec!["10.0.0.5@1".into(), "10.0.0.6@2".into()],
         };
         let encoded = body.encode().expect("encodes");
-        assert_eq!(&encoded[..], br#"{"consumerIdList":["10.0.0.5@1","10.0.0.6@2"]}"#);
+        assert_eq!(
+            &encoded[..],
+            br#"{"consumerIdList":["10.0.0.5@1","10.0.0.6@2"]}"#
+        );
         assert_eq!(ConsumerListByGroup::decode(&encoded).ok(), Some(body));
-        assert_eq!(ConsumerListByGroup::decode(b"{}").ok(), Some(ConsumerListByGroup::default()));
+        assert_eq!(
+            ConsumerListByGroup::decode(b"{}").ok(),
+            Some(ConsumerListByGroup::default())
+        );
     }
 }

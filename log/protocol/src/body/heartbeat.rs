@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn enums_accept_names_ordinals_and_aliases() {
         let cases = [
-            (r#""CONSUME_PASSIVELY""#, Some(ConsumeType::ConsumePassively)),
+            (
+                r#""CONSUME_PASSIVELY""#,
+                Some(ConsumeType::ConsumePassively),
+            ),
             ("1", Some(ConsumeType::ConsumePassively)),
             (r#""push""#, Some(ConsumeType::ConsumePassively)),
             (r#""PULL""#, Some(ConsumeType::ConsumeActively)),
@@ -155,14 +158,20 @@ mod tests {
             (r#""SOMETIMES""#, None),
         ];
         for (json, expect) in cases {
-            assert_eq!(serde_json::from_str::<ConsumeType>(json).ok(), expect, "{json}");
+            assert_eq!(
+                serde_json::from_str::<ConsumeType>(json).ok(),
+                expect,
+                "{json}"
+            );
         }
         assert_eq!(
             serde_json::from_str::<ConsumeFromWhere>("4").ok(),
             Some(ConsumeFromWhere::FirstOffset)
         );
         assert_eq!(
-            serde_json::to_string(&ConsumeFromWhere::Timestamp).ok().as_deref(),
+            serde_json::to_string(&ConsumeFromWhere::Timestamp)
+                .ok()
+                .as_deref(),
             Some(r#""CONSUME_FROM_TIMESTAMP""#)
         );
     }
@@ -232,10 +241,17 @@ mod tests {
 
     #[test]
     fn heartbeat_with_bad_enum_is_a_body_error() {
-        let json = r#"{"clientID":"c","consumerDataSet":[{"groupName":"g","consumeType":"SOMETIMES"}]}"#;
+        let json =
+            r#"{"clientID":"c","consumerDataSet":[{"groupName":"g","consumeType":"SOMETIMES"}]}"#;
         let err = HeartbeatData::decode(json.as_bytes()).map(|_| ());
         assert!(
-            matches!(err, Err(crate::ProtocolError::InvalidBody { body: "HeartbeatData", .. })),
+            matches!(
+                err,
+                Err(crate::ProtocolError::InvalidBody {
+                    body: "HeartbeatData",
+                    ..
+                })
+            ),
             "{err:?}"
         );
     }

@@ -96,7 +96,10 @@ mod tests {
     fn route_encodes_quoted_keys_and_round_trips() {
         let encoded = expected().encode().expect("encodes");
         let text = std::str::from_utf8(&encoded).expect("utf8");
-        assert!(text.contains(r#""brokerAddrs":{"0":"10.0.0.1:10911","1":"10.0.0.2:10911"}"#), "{text}");
+        assert!(
+            text.contains(r#""brokerAddrs":{"0":"10.0.0.1:10911","1":"10.0.0.2:10911"}"#),
+            "{text}"
+        );
         assert!(text.contains(r#""filterServerTable":{}"#), "{text}");
         assert_eq!(TopicRouteData::decode(&encoded).ok(), Some(expected()));
     }

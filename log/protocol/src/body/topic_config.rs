@@ -41,7 +41,11 @@ pub struct TopicConfig {
     #[serde(default, deserialize_with = "null_as_default")]
     pub order: bool,
     /// 5.x attributes.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -132,7 +136,13 @@ mod tests {
     fn compressed_register_body_is_refused_clearly() {
         let err = RegisterBrokerBody::decode_request(b"\x78\x9c", true).map(|_| ());
         assert!(
-            matches!(err, Err(ProtocolError::UnsupportedBody { body: "RegisterBrokerBody", .. })),
+            matches!(
+                err,
+                Err(ProtocolError::UnsupportedBody {
+                    body: "RegisterBrokerBody",
+                    ..
+                })
+            ),
             "{err:?}"
         );
     }

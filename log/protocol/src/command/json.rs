@@ -120,6 +120,13 @@ fn ext_fields(raw: Option<&RawValue>) -> Result<super::ExtFields, HeaderError> {
 pub(super) fn decode(header: &[u8]) -> Result<RemotingCommand, HeaderFault> {
     let mut prefix = Prefix::default();
     let fault = |prefix: Prefix| move |error: HeaderError| HeaderFault { prefix, error };
+    // serde would also read a struct from a JSON array; fastjson would not.
+    if header.trim_ascii_start().first() != Some(&b'{') {
+        return Err(fault(prefix)(HeaderError::FieldType {
+            field: "header".to_owned(),
+            expected: "a JSON object",
+        }));
+    }
     let wire: WireHeader<'_> = serde_json::from_slice(header)
         .map_err(HeaderError::from)
         .map_err(fault(prefix))?;
@@ -201,4 +208,203 @@ pub(super) fn encode(cmd: &RemotingCommand, out: &mut bytes::buf::Writer<&mut by
     // Writing into a BytesMut cannot fail: it grows as needed.
     let written = write_header(cmd, out);
     debug_assert!(written.is_ok(), "writing to BytesMut failed: {written:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::ExtFields;
+
+    fn fields(pairs: &[(&str, &str)]) -> ExtFields {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn command(
+        code: i32,
+        language: LanguageCode,
+        version: i32,
+        opaque: i32,
+        remark: Option<&str>,
+        ext: &[(&str, &str)],
+    ) -> RemotingCommand {
+        RemotingCommand {
+            code,
+            language,
+            version,
+            opaque,
+            flag: 0,
+            remark: remark.map(str::to_owned),
+            ext_fields: fields(ext),
+            body: bytes::Bytes::new(),
+            serialize_type: SerializeType::Json,
+        }
+    }
+
+    fn check(json: &str, expect: &RemotingCommand) {
+        match decode(json.as_bytes()) {
+            Ok(cmd) => assert_eq!(&cmd, expect, "{json}"),
+            Err(fault) => panic!("{json}: {fault:?}"),
+        }
+    }
+
+    #[test]
+    fn java_client_header() {
+        check(
+            r#"{"code":310,"extFields":{"a":"pg","b":"T","e":"1"},"flag":0,"language":"JAVA","opaque":5,"serializeTypeCurrentRPC":"JSON","version":399}"#,
+            &command(
+                310,
+                LanguageCode::Java,
+                399,
+                5,
+                None,
+                &[("a", "pg"), ("b", "T"), ("e", "1")],
+            ),
+        );
+    }
+
+    #[test]
+    fn node_client_header_with_numbers_and_booleans() {
+        // ali-ons: no serializeTypeCurrentRPC, raw JS values in extFields.
+        check(
+            r#"{"code":310,"language":"JAVA","opaque":3,"flag":0,"version":121,"extFields":{"a":"pg","e":1,"g":1700000000000,"k":false,"m":true,"i":"TAGS\u0001TagA\u0002"}}"#,
+            &command(
+                310,
+                LanguageCode::Java,
+                121,
+                3,
+                None,
+                &[
+                    ("a", "pg"),
+                    ("e", "1"),
+                    ("g", "1700000000000"),
+                    ("k", "false"),
+                    ("m", "true"),
+                    ("i", "TAGS\u{1}TagA\u{2}"),
+                ],
+            ),
+        );
+    }
+
+    #[test]
+    fn go_client_header_with_empty_remark() {
+        check(
+            r#"{"code":11,"language":"GO","version":317,"opaque":9,"flag":0,"remark":"","extFields":{"consumerGroup":"g","queueOffset":"0"}}"#,
+            &command(
+                11,
+                LanguageCode::Go,
+                317,
+                9,
+                Some(""),
+                &[("consumerGroup", "g"), ("queueOffset", "0")],
+            ),
+        );
+    }
+
+    #[test]
+    fn lenient_scalars_and_missing_fields() {
+        let cases = [
+            (
+                r#"{"code":34}"#,
+                command(34, LanguageCode::Java, 0, 0, None, &[]),
+            ),
+            (
+                r#"{"code":"10","opaque":" 4 ","language":9,"extFields":null,"remark":null}"#,
+                command(10, LanguageCode::Go, 0, 4, None, &[]),
+            ),
+            (
+                r#"{"code":10,"language":"NODE","extFields":{"x":1.50,"y":-1e3,"z":null},"whatever":[1,{"a":2}]}"#,
+                command(
+                    10,
+                    LanguageCode::Unknown("NODE".into()),
+                    0,
+                    0,
+                    None,
+                    &[("x", "1.50"), ("y", "-1e3")],
+                ),
+            ),
+            (
+                r#"{"code":10,"language":200,"remark":42}"#,
+                command(
+                    10,
+                    LanguageCode::Unknown("200".into()),
+                    0,
+                    0,
+                    Some("42"),
+                    &[],
+                ),
+            ),
+            (
+                r#" { "code" : 10 , "extFields" : { "k\"ey" : "v\\al" } } "#,
+                command(10, LanguageCode::Java, 0, 0, None, &[("k\"ey", "v\\al")]),
+            ),
+        ];
+        for (json, expect) in cases {
+            check(json, &expect);
+        }
+    }
+
+    #[test]
+    fn bad_headers_report_what_could_be_read() {
+        // (json, code, opaque) readable before the failure.
+        let cases: [(&str, Option<i32>, Option<i32>); 8] = [
+            ("", None, None),
+            ("not json", None, None),
+            ("[1,2]", None, None),
+            (r#"{"code":10,"opaque":5"#, None, None),
+            (r#"{"code":"ten","opaque":5}"#, None, None),
+            (
+                r#"{"code":10,"opaque":5,"extFields":[1]}"#,
+                Some(10),
+                Some(5),
+            ),
+            (
+                r#"{"code":10,"opaque":5,"extFields":{"k":{"nested":1}}}"#,
+                Some(10),
+                Some(5),
+            ),
+            (
+                r#"{"code":10,"opaque":5,"version":2147483648}"#,
+                Some(10),
+                Some(5),
+            ),
+        ];
+        for (json, code, opaque) in cases {
+            match decode(json.as_bytes()) {
+                Ok(cmd) => panic!("{json} decoded to {cmd:?}"),
+                Err(fault) => {
+                    assert_eq!(
+                        (fault.prefix.code, fault.prefix.opaque),
+                        (code, opaque),
+                        "{json}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn encodes_java_compatible_json() {
+        let mut cmd = command(
+            0,
+            LanguageCode::Rust,
+            0,
+            7,
+            Some("line\n\"quoted\"\u{1}"),
+            &[("queueOffset", "12"), ("msgId", "AB")],
+        );
+        cmd.flag = 1;
+        let mut out = bytes::BytesMut::new();
+        encode(&cmd, &mut bytes::BufMut::writer(&mut out));
+        let text = std::str::from_utf8(&out).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"code":0,"language":"RUST","version":0,"opaque":7,"flag":1,"remark":"line\n\"quoted\"\u0001","extFields":{"msgId":"AB","queueOffset":"12"},"serializeTypeCurrentRPC":"JSON"}"#
+        );
+        // Standard JSON, and it decodes back to the same command.
+        assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
+        check(text, &cmd);
+    }
 }

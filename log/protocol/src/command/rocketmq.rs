@@ -173,3 +173,110 @@ pub(super) fn encode(cmd: &RemotingCommand, out: &mut BytesMut) -> Result<(), Pr
     out[map_len_at..map_len_at + 4].copy_from_slice(&map_len.to_be_bytes());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header laid out by hand as Java's `rocketMQProtocolEncode` writes it.
+    fn java_header(remark: &[u8], entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&105i16.to_be_bytes());
+        out.push(9);
+        out.extend_from_slice(&317i16.to_be_bytes());
+        out.extend_from_slice(&77i32.to_be_bytes());
+        out.extend_from_slice(&2i32.to_be_bytes());
+        out.extend_from_slice(&(remark.len() as i32).to_be_bytes());
+        out.extend_from_slice(remark);
+        let mut map = Vec::new();
+        for (k, v) in entries {
+            map.extend_from_slice(&(k.len() as i16).to_be_bytes());
+            map.extend_from_slice(k);
+            map.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            map.extend_from_slice(v);
+        }
+        out.extend_from_slice(&(map.len() as i32).to_be_bytes());
+        out.extend_from_slice(&map);
+        out
+    }
+
+    #[test]
+    fn decodes_the_java_layout() {
+        let raw = java_header(b"hi", &[(b"topic", b"T"), (b"empty", b""), (b"", b"x")]);
+        let cmd = decode(&raw).expect("decodes");
+        assert_eq!(
+            (cmd.code, cmd.version, cmd.opaque, cmd.flag),
+            (105, 317, 77, 2)
+        );
+        assert_eq!(cmd.language, LanguageCode::Go);
+        assert_eq!(cmd.remark.as_deref(), Some("hi"));
+        // Zero-length keys and values read as Java nulls: absent.
+        assert_eq!(
+            cmd.ext_fields.into_iter().collect::<Vec<_>>(),
+            vec![("topic".to_owned(), "T".to_owned())]
+        );
+        let no_remark = decode(&java_header(b"", &[])).expect("decodes");
+        assert_eq!(no_remark.remark, None);
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity() {
+        let mut cmd = RemotingCommand::new_request(10, -5).with_remark("r");
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.ext_fields.insert("a".into(), "ü".into());
+        let mut out = BytesMut::new();
+        encode(&cmd, &mut out).expect("encodes");
+        assert_eq!(decode(&out).ok(), Some(cmd));
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_with_prefix() {
+        let good = java_header(b"hi", &[(b"k", b"v")]);
+        let mut bad_remark = good.clone();
+        bad_remark[13..17].copy_from_slice(&1000i32.to_be_bytes());
+        let mut negative_remark = good.clone();
+        negative_remark[13..17].copy_from_slice(&(-1i32).to_be_bytes());
+        let mut bad_map = good.clone();
+        bad_map[19..23].copy_from_slice(&1000i32.to_be_bytes());
+        let mut negative_key = good.clone();
+        negative_key[23..25].copy_from_slice(&(-2i16).to_be_bytes());
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let mut bad_utf8 = good.clone();
+        bad_utf8[17] = 0xFF;
+        let cases: [(&str, &[u8], Option<i32>); 8] = [
+            ("empty", &[], None),
+            ("truncated opaque", &good[..7], None),
+            ("remark past the end", &bad_remark, Some(77)),
+            ("negative remark", &negative_remark, Some(77)),
+            ("map past the end", &bad_map, Some(77)),
+            ("negative key length", &negative_key, Some(77)),
+            ("trailing bytes", &trailing, Some(77)),
+            ("remark not utf-8", &bad_utf8, Some(77)),
+        ];
+        for (what, raw, opaque) in cases {
+            match decode(raw) {
+                Ok(cmd) => panic!("{what}: decoded {cmd:?}"),
+                Err(fault) => assert_eq!(fault.prefix.opaque, opaque, "{what}: {fault:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn codes_beyond_16_bits_cannot_be_encoded() {
+        let mut cmd = RemotingCommand::new_request(crate::codes::request::POP_MESSAGE, 1);
+        cmd.serialize_type = SerializeType::RocketMq;
+        let mut out = BytesMut::new();
+        let result = encode(&cmd, &mut out);
+        assert!(
+            matches!(
+                result,
+                Err(ProtocolError::FieldOutOfRange {
+                    field: "code",
+                    value: 200_050
+                })
+            ),
+            "{result:?}"
+        );
+    }
+}

@@ -267,7 +267,10 @@ mod tests {
         assert!(
             matches!(
                 missing,
-                Err(ProtocolError::MissingField { header: "SomeHeader", field: "topic" })
+                Err(ProtocolError::MissingField {
+                    header: "SomeHeader",
+                    field: "topic"
+                })
             ),
             "{missing:?}"
         );

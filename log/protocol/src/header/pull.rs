@@ -58,3 +58,71 @@ command_header! {
         optional forbidden_type: i32 = "forbiddenType",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::CommandHeader;
+    use crate::{FrameCodec, ProtocolError};
+    use bytes::{BufMut, BytesMut};
+
+    #[test]
+    fn pull_request_from_a_node_client_frame() {
+        // ali-ons puts raw JS numbers in extFields and omits serializeTypeCurrentRPC.
+        let header = br#"{"code":11,"language":"JAVA","opaque":12,"flag":0,"version":121,"extFields":{"consumerGroup":"cg","topic":"T","queueId":2,"queueOffset":0,"maxMsgNums":32,"sysFlag":3,"commitOffset":0,"suspendTimeoutMillis":2000,"subscription":"*","subVersion":1700000000000}}"#;
+        let mut buf = BytesMut::new();
+        buf.put_i32(4 + header.len() as i32);
+        buf.put_i32(header.len() as i32);
+        buf.put_slice(header);
+        let cmd = FrameCodec::default()
+            .decode(&mut buf)
+            .expect("decodes")
+            .expect("whole frame");
+        let pull: PullMessageRequestHeader = cmd.decode_header().expect("header");
+        assert_eq!(
+            pull,
+            PullMessageRequestHeader {
+                consumer_group: "cg".into(),
+                topic: "T".into(),
+                queue_id: 2,
+                queue_offset: 0,
+                max_msg_nums: 32,
+                sys_flag: 3,
+                commit_offset: 0,
+                suspend_timeout_millis: 2000,
+                subscription: Some("*".into()),
+                sub_version: 1_700_000_000_000,
+                ..PullMessageRequestHeader::default()
+            }
+        );
+    }
+
+    #[test]
+    fn pull_response_round_trips_and_requires_its_offsets() {
+        let header = PullMessageResponseHeader {
+            suggest_which_broker_id: 0,
+            next_begin_offset: 10,
+            min_offset: 0,
+            max_offset: 10,
+            ..PullMessageResponseHeader::default()
+        };
+        let mut fields = header.to_ext_fields();
+        assert_eq!(fields.len(), 4);
+        assert_eq!(
+            PullMessageResponseHeader::from_ext_fields(&fields).ok(),
+            Some(header)
+        );
+        fields.remove("maxOffset");
+        let err = PullMessageResponseHeader::from_ext_fields(&fields).map(|_| ());
+        assert!(
+            matches!(
+                err,
+                Err(ProtocolError::MissingField {
+                    field: "maxOffset",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+    }
+}

@@ -124,7 +124,9 @@ impl SendMessageRequestHeader {
     /// and the full names otherwise.
     pub fn from_command(command: &RemotingCommand) -> Result<Self, ProtocolError> {
         match command.code {
-            request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE | request::SEND_REPLY_MESSAGE_V2 => {
+            request::SEND_MESSAGE_V2
+            | request::SEND_BATCH_MESSAGE
+            | request::SEND_REPLY_MESSAGE_V2 => {
                 SendMessageRequestHeaderV2::from_ext_fields(&command.ext_fields).map(Self::from)
             }
             _ => Self::from_ext_fields(&command.ext_fields),
@@ -204,8 +206,20 @@ mod tests {
     #[test]
     fn v2_letters_map_to_full_names() {
         let values = [
-            "pg", "TopicA", "TBW102", "4", "3", "0", "1700000000000", "0", "KEYS\u{1}k\u{2}", "2",
-            "true", "16", "false", "broker-a",
+            "pg",
+            "TopicA",
+            "TBW102",
+            "4",
+            "3",
+            "0",
+            "1700000000000",
+            "0",
+            "KEYS\u{1}k\u{2}",
+            "2",
+            "true",
+            "16",
+            "false",
+            "broker-a",
         ];
         let short = fields(
             &V2_NAMES
@@ -227,7 +241,10 @@ mod tests {
         let direct = SendMessageRequestHeader::from_ext_fields(&long).expect("v1 decodes");
         assert_eq!(via_v2, direct);
         assert_eq!(direct.to_ext_fields(), long);
-        assert_eq!(SendMessageRequestHeaderV2::from(direct).to_ext_fields(), short);
+        assert_eq!(
+            SendMessageRequestHeaderV2::from(direct).to_ext_fields(),
+            short
+        );
     }
 
     #[test]
@@ -250,13 +267,23 @@ mod tests {
             let mut cmd = RemotingCommand::new_request(code, 1);
             cmd.ext_fields = short.clone();
             let header = SendMessageRequestHeader::from_command(&cmd).expect("decodes");
-            assert_eq!((header.topic.as_str(), header.queue_id), ("T", 1), "code {code}");
+            assert_eq!(
+                (header.topic.as_str(), header.queue_id),
+                ("T", 1),
+                "code {code}"
+            );
         }
         let mut v1 = RemotingCommand::new_request(request::SEND_MESSAGE, 1);
         v1.ext_fields = short;
         let err = SendMessageRequestHeader::from_command(&v1).map(|_| ());
         assert!(
-            matches!(err, Err(ProtocolError::MissingField { field: "producerGroup", .. })),
+            matches!(
+                err,
+                Err(ProtocolError::MissingField {
+                    field: "producerGroup",
+                    ..
+                })
+            ),
             "{err:?}"
         );
     }

@@ -59,7 +59,12 @@ pub fn decode_batch(body: &Bytes) -> Result<Vec<BatchMessage>, ProtocolError> {
         let body_len = usize::try_from(body_len)
             .ok()
             .filter(|&n| n + 2 <= rest.len())
-            .ok_or_else(|| error(format!("body length {body_len} exceeds the {} bytes left", rest.len())))?;
+            .ok_or_else(|| {
+                error(format!(
+                    "body length {body_len} exceeds the {} bytes left",
+                    rest.len()
+                ))
+            })?;
         let message_body = rest.split_to(body_len);
         let properties_len = rest.get_i16();
         let properties_len = usize::try_from(properties_len)
@@ -98,10 +103,12 @@ pub fn encode_batch(messages: &[BatchMessage], out: &mut BytesMut) -> Result<(),
                     i16::MAX
                 ))
             })
-            .and_then(|p| match (i32::try_from(message.body.len()), i32::try_from(total)) {
-                (Ok(b), Ok(t)) => Ok((p, b, t)),
-                _ => Err(too_large(format!("{total} bytes do not fit an i32 size"))),
-            });
+            .and_then(
+                |p| match (i32::try_from(message.body.len()), i32::try_from(total)) {
+                    (Ok(b), Ok(t)) => Ok((p, b, t)),
+                    _ => Err(too_large(format!("{total} bytes do not fit an i32 size"))),
+                },
+            );
         let (properties_len, body_len, total) = match sizes {
             Ok(sizes) => sizes,
             Err(e) => {
@@ -141,14 +148,25 @@ mod tests {
     #[test]
     fn batch_round_trip() {
         let messages = vec![
-            message(0, b"hello", &[(property::TAGS, "TagA"), (property::KEYS, "k1")]),
+            message(
+                0,
+                b"hello",
+                &[(property::TAGS, "TagA"), (property::KEYS, "k1")],
+            ),
             message(7, b"", &[]),
-            message(-1, "ünïcødé".as_bytes(), &[(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "AB")]),
+            message(
+                -1,
+                "ünïcødé".as_bytes(),
+                &[(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "AB")],
+            ),
         ];
         let mut out = BytesMut::new();
         encode_batch(&messages, &mut out).expect("encodes");
         let first_total = i32::from_be_bytes([out[0], out[1], out[2], out[3]]);
-        assert_eq!(first_total as usize, FIXED_LEN + 5 + "KEYS\u{1}k1\u{2}TAGS\u{1}TagA\u{2}".len());
+        assert_eq!(
+            first_total as usize,
+            FIXED_LEN + 5 + "KEYS\u{1}k1\u{2}TAGS\u{1}TagA\u{2}".len()
+        );
         assert_eq!(decode_batch(&out.freeze()).ok(), Some(messages));
     }
 
@@ -187,7 +205,10 @@ mod tests {
         for (what, bytes) in cases {
             let result = decode_batch(&bytes);
             assert!(
-                matches!(result, Err(ProtocolError::InvalidMessageBatch { index: 0, .. })),
+                matches!(
+                    result,
+                    Err(ProtocolError::InvalidMessageBatch { index: 0, .. })
+                ),
                 "{what}: {result:?}"
             );
         }
@@ -199,7 +220,10 @@ mod tests {
         let long = "x".repeat(40_000);
         let mut out = BytesMut::from(&b"keep"[..]);
         let result = encode_batch(&[message(0, b"", &[("A", long.as_str())])], &mut out);
-        assert!(matches!(result, Err(ProtocolError::MessageTooLarge { index: 0, .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(ProtocolError::MessageTooLarge { index: 0, .. })),
+            "{result:?}"
+        );
         assert_eq!(&out[..], b"keep");
     }
 }

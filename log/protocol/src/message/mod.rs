@@ -58,8 +58,14 @@ mod tests {
     fn properties_decode_like_java() {
         let cases: [(&str, &[(&str, &str)]); 9] = [
             ("", &[]),
-            ("KEYS\u{1}k1 k2\u{2}TAGS\u{1}TagA\u{2}", &[("KEYS", "k1 k2"), ("TAGS", "TagA")]),
-            ("KEYS\u{1}k\u{2}TAGS\u{1}TagA", &[("KEYS", "k"), ("TAGS", "TagA")]),
+            (
+                "KEYS\u{1}k1 k2\u{2}TAGS\u{1}TagA\u{2}",
+                &[("KEYS", "k1 k2"), ("TAGS", "TagA")],
+            ),
+            (
+                "KEYS\u{1}k\u{2}TAGS\u{1}TagA",
+                &[("KEYS", "k"), ("TAGS", "TagA")],
+            ),
             ("\u{2}\u{2}A\u{1}b\u{2}", &[("A", "b")]),
             ("A\u{1}\u{2}B\u{1}x", &[("B", "x")]),
             ("\u{1}v\u{2}", &[]),
@@ -76,7 +82,10 @@ mod tests {
     fn properties_round_trip() {
         let p = props(&[("KEYS", "a b"), ("UNIQ_KEY", "0A0B"), ("WAIT", "true")]);
         let text = encode_properties(&p);
-        assert_eq!(text, "KEYS\u{1}a b\u{2}UNIQ_KEY\u{1}0A0B\u{2}WAIT\u{1}true\u{2}");
+        assert_eq!(
+            text,
+            "KEYS\u{1}a b\u{2}UNIQ_KEY\u{1}0A0B\u{2}WAIT\u{1}true\u{2}"
+        );
         assert_eq!(decode_properties(&text), p);
     }
 }
