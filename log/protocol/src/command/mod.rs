@@ -188,12 +188,14 @@ pub struct RemotingCommand {
 }
 
 impl RemotingCommand {
-    /// A request with the given code and opaque, JSON-serialized, language RUST.
+    /// A request with the given code and opaque, JSON-serialized.
+    ///
+    /// Commands we create say language JAVA, as the Java broker does: older clients parse the
+    /// language into an enum that may not know RUST. Set `language` to say otherwise.
     pub fn new_request(code: i32, opaque: i32) -> Self {
         Self {
             code,
             opaque,
-            language: LanguageCode::Rust,
             ..Self::default()
         }
     }
@@ -205,7 +207,6 @@ impl RemotingCommand {
             code,
             remark,
             flag: FLAG_RESPONSE,
-            language: LanguageCode::Rust,
             ..Self::default()
         }
     }
@@ -307,4 +308,53 @@ struct Prefix {
 struct HeaderFault {
     prefix: Prefix,
     error: HeaderError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_to_copies_opaque_and_serialization() {
+        let mut request = RemotingCommand::new_request(crate::codes::request::HEART_BEAT, 31);
+        request.serialize_type = SerializeType::RocketMq;
+        request.mark_oneway();
+        assert!(request.is_oneway() && !request.is_response());
+        let response = RemotingCommand::response_to(&request);
+        assert_eq!(
+            (
+                response.opaque,
+                response.serialize_type,
+                response.code,
+                response.flag
+            ),
+            (
+                31,
+                SerializeType::RocketMq,
+                crate::codes::response::SUCCESS,
+                FLAG_RESPONSE
+            )
+        );
+        assert!(response.is_response() && !response.is_oneway());
+        let error = RemotingCommand::new_response(
+            crate::codes::response::SYSTEM_ERROR,
+            Some("boom".into()),
+        );
+        assert_eq!((error.code, error.remark.as_deref()), (1, Some("boom")));
+    }
+
+    #[test]
+    fn language_codes_and_names_agree() {
+        for code in 0..14u8 {
+            let language = LanguageCode::from_code(code);
+            assert_eq!(language.code(), code);
+            assert_eq!(LanguageCode::from_name(language.name()), language);
+        }
+        assert_eq!(
+            LanguageCode::from_code(99),
+            LanguageCode::Unknown("99".into())
+        );
+        assert_eq!(LanguageCode::Unknown("99".into()).code(), 99);
+        assert_eq!(LanguageCode::Unknown("NODE".into()).code(), 7);
+    }
 }
