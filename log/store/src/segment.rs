@@ -1,0 +1,499 @@
+//! Memory-mapped segment files and ordered queues of them.
+//!
+//! A [`MappedFile`] is one fixed-size file mapped shared and writable. It has exactly one writer
+//! at a time (the caller guarantees it: the commit log's append lock, or the single dispatcher
+//! thread for consume queues). Bytes below the published write position are never modified
+//! again, except by recovery before any reader exists, so readers slice them without locks.
+//! A reader holds an `Arc<MappedFile>`; deleting the file unlinks it, and the mapping lives
+//! until the last reader drops it.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+use parking_lot::RwLock;
+
+use crate::error::{Result, StoreError};
+use crate::fsutil;
+
+const PAGE: usize = 4096;
+
+/// One memory-mapped segment file.
+#[derive(Debug)]
+pub struct MappedFile {
+    path: PathBuf,
+    file: File,
+    base: u64,
+    size: usize,
+    map: MmapRaw,
+    wrote: AtomicUsize,
+    flushed: AtomicUsize,
+}
+
+impl MappedFile {
+    /// Creates a new file of `size` bytes (allocated on disk when the filesystem allows) and maps it.
+    pub fn create(path: &Path, base: u64, size: usize) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(StoreError::io("create segment", path))?;
+        // Reserve the blocks up front so that first writes through the mapping do not allocate;
+        // fall back to a sparse file where the filesystem cannot.
+        if rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size as u64)
+            .is_err()
+        {
+            file.set_len(size as u64)
+                .map_err(StoreError::io("size segment", path))?;
+        }
+        Self::map(path.to_path_buf(), file, base, size)
+    }
+
+    /// Opens and maps an existing file, which must be exactly `size` bytes.
+    pub fn open(path: &Path, base: u64, size: usize) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(StoreError::io("open segment", path))?;
+        let len = file
+            .metadata()
+            .map_err(StoreError::io("stat segment", path))?
+            .len();
+        if len != size as u64 {
+            return Err(StoreError::Layout {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "file is {len} bytes, expected {size} (was the segment size changed?)"
+                ),
+            });
+        }
+        Self::map(path.to_path_buf(), file, base, size)
+    }
+
+    fn map(path: PathBuf, file: File, base: u64, size: usize) -> Result<Self> {
+        let map = MmapOptions::new()
+            .len(size)
+            .map_raw(&file)
+            .map_err(StoreError::io("map segment", &path))?;
+        Ok(MappedFile {
+            path,
+            file,
+            base,
+            size,
+            map,
+            wrote: AtomicUsize::new(0),
+            flushed: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Offset (in the queue's address space) of the file's first byte.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+    pub fn size(&self) -> usize {
+        self.size
+    }
+    /// Bytes written and published.
+    pub fn wrote(&self) -> usize {
+        self.wrote.load(Ordering::Acquire)
+    }
+    /// Bytes known durable.
+    pub fn flushed(&self) -> usize {
+        self.flushed.load(Ordering::Acquire)
+    }
+    pub fn remaining(&self) -> usize {
+        self.size - self.wrote()
+    }
+    pub fn is_full(&self) -> bool {
+        self.wrote() == self.size
+    }
+
+    /// Copies `bytes` in at the write position and publishes them. Returns their position.
+    ///
+    /// Only one thread may call this (or [`Self::write_at`]) on a file at a time; callers hold
+    /// the commit log's append lock or are the dispatcher thread.
+    pub fn append(&self, bytes: &[u8]) -> usize {
+        let pos = self.wrote.load(Ordering::Relaxed);
+        self.write_at(pos, bytes);
+        self.wrote.store(pos + bytes.len(), Ordering::Release);
+        pos
+    }
+
+    /// Copies `bytes` in at `pos` (at or beyond the write position) without publishing them.
+    pub fn write_at(&self, pos: usize, bytes: &[u8]) {
+        assert!(
+            pos >= self.wrote.load(Ordering::Relaxed) && pos + bytes.len() <= self.size,
+            "write at {pos}+{} outside the unwritten part of a {}-byte segment",
+            bytes.len(),
+            self.size
+        );
+        // SAFETY: the range is inside the mapping (checked above) and at or past the published
+        // write position, so no reader looks at it, and the single-writer rule excludes others.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.map.as_mut_ptr().add(pos),
+                bytes.len(),
+            );
+        }
+    }
+
+    /// Publishes bytes written with [`Self::write_at`] up to `pos`.
+    pub fn set_wrote(&self, pos: usize) {
+        assert!(pos <= self.size);
+        self.wrote.store(pos, Ordering::Release);
+    }
+
+    /// Marks everything up to `pos` as flushed (recovery: the bytes came from disk).
+    pub fn set_flushed(&self, pos: usize) {
+        self.flushed.store(pos.min(self.size), Ordering::Release);
+    }
+
+    /// The published bytes `pos..pos + len`, or `None` when the range is not fully published.
+    pub fn slice(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.wrote() {
+            return None;
+        }
+        // SAFETY: published bytes are never written again while the mapping is shared
+        // (recovery rewrites only before readers exist), and the range is inside the mapping.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) })
+    }
+
+    /// The bytes `pos..pos + len` whether published or not: recovery's view of what is on disk.
+    pub(crate) fn raw(&self, pos: usize, len: usize) -> &[u8] {
+        let pos = pos.min(self.size);
+        let len = len.min(self.size - pos);
+        // SAFETY: in range; used only during recovery, before any concurrent writer exists.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) }
+    }
+
+    /// Syncs published bytes not yet flushed. Returns the new flushed position.
+    pub fn flush(&self) -> std::io::Result<usize> {
+        let wrote = self.wrote();
+        let flushed = self.flushed();
+        if wrote > flushed {
+            let start = flushed / PAGE * PAGE;
+            self.map.flush_range(start, wrote - start)?;
+            self.flushed.fetch_max(wrote, Ordering::AcqRel);
+        }
+        Ok(wrote)
+    }
+
+    /// Zeroes `from..to`, punching a hole where the filesystem can. Recovery only.
+    pub(crate) fn zero_range(&self, from: usize, to: usize) -> Result<()> {
+        let to = to.min(self.size);
+        if from >= to {
+            return Ok(());
+        }
+        let hole_start = from.div_ceil(PAGE) * PAGE;
+        let hole_end = to / PAGE * PAGE;
+        let punched = hole_end > hole_start
+            && rustix::fs::fallocate(
+                &self.file,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                hole_start as u64,
+                (hole_end - hole_start) as u64,
+            )
+            .is_ok();
+        let zero = |a: usize, b: usize| {
+            // SAFETY: in range; recovery runs before any reader or writer exists.
+            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(a), 0, b - a) };
+        };
+        if punched {
+            zero(from, hole_start.min(to));
+            if hole_end > from.max(hole_start) {
+                zero(hole_end.max(from), to);
+            }
+        } else {
+            zero(from, to);
+        }
+        self.map
+            .flush_range(from / PAGE * PAGE, to - from / PAGE * PAGE)
+            .map_err(StoreError::io("sync zeroed range", &self.path))
+    }
+
+    /// Touches every page so that later writes do not fault. Runs on the allocator thread.
+    pub(crate) fn warm(&self) {
+        let mut pos = 0;
+        while pos < self.size {
+            // SAFETY: in range; the file is not yet visible to any reader or writer.
+            unsafe { std::ptr::write_volatile(self.map.as_mut_ptr().add(pos), 0) };
+            pos += PAGE;
+        }
+    }
+
+    /// Unlinks the file. Readers holding the mapping keep reading until they drop it.
+    pub fn delete(&self) -> Result<()> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            // Already moved away (quarantine) or deleted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io {
+                op: "delete segment",
+                path: self.path.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Last modification time of the file, in ms since the epoch.
+    pub fn modified_ms(&self) -> Option<i64> {
+        let m = self.file.metadata().ok()?.modified().ok()?;
+        Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    }
+}
+
+/// The ordered, contiguous files of one log: the commit log, or one consume queue.
+#[derive(Debug)]
+pub struct SegmentQueue {
+    dir: PathBuf,
+    file_size: u64,
+    files: RwLock<Vec<Arc<MappedFile>>>,
+}
+
+impl SegmentQueue {
+    /// Loads the files in `dir` (created if missing). Names must be 20-digit start offsets and
+    /// the files contiguous; stray `.tmp` files are removed.
+    pub fn load(dir: &Path, file_size: u64) -> Result<Self> {
+        fsutil::create_dir_durably(dir)?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).map_err(StoreError::io("list directory", dir))? {
+            let entry = entry.map_err(StoreError::io("list directory", dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            match fsutil::parse_offset_file_name(&name) {
+                Some(base) => bases.push(base),
+                None if name.ends_with(".tmp") => {
+                    let _ = fs::remove_file(entry.path());
+                }
+                None => {
+                    tracing::warn!(path = %entry.path().display(), "ignoring unexpected file in segment directory");
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut files = Vec::with_capacity(bases.len());
+        for (i, &base) in bases.iter().enumerate() {
+            let path = dir.join(fsutil::offset_file_name(base));
+            if base % file_size != 0 {
+                return Err(StoreError::Layout {
+                    path,
+                    reason: format!("start offset is not a multiple of the file size {file_size}"),
+                });
+            }
+            if i > 0 && base != bases[i - 1] + file_size {
+                return Err(StoreError::Layout {
+                    path,
+                    reason: format!("gap after the file starting at {}", bases[i - 1]),
+                });
+            }
+            files.push(Arc::new(MappedFile::open(&path, base, file_size as usize)?));
+        }
+        Ok(SegmentQueue {
+            dir: dir.to_path_buf(),
+            file_size,
+            files: RwLock::new(files),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// Path of the file that starts at `base`.
+    pub fn path_for(&self, base: u64) -> PathBuf {
+        self.dir.join(fsutil::offset_file_name(base))
+    }
+
+    /// A snapshot of the files, oldest first.
+    pub fn files(&self) -> Vec<Arc<MappedFile>> {
+        self.files.read().clone()
+    }
+    pub fn len(&self) -> usize {
+        self.files.read().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.files.read().is_empty()
+    }
+    pub fn first(&self) -> Option<Arc<MappedFile>> {
+        self.files.read().first().cloned()
+    }
+    pub fn last(&self) -> Option<Arc<MappedFile>> {
+        self.files.read().last().cloned()
+    }
+
+    /// The file holding `offset`, if any.
+    pub fn find(&self, offset: u64) -> Option<Arc<MappedFile>> {
+        let files = self.files.read();
+        let first = files.first()?.base;
+        if offset < first {
+            return None;
+        }
+        let idx = ((offset - first) / self.file_size) as usize;
+        files.get(idx).cloned()
+    }
+
+    /// Offset of the first byte still present (0 for an empty queue).
+    pub fn min_offset(&self) -> u64 {
+        self.first().map_or(0, |f| f.base)
+    }
+
+    /// Appends a file to the queue; it must start where the last one ends.
+    pub fn push(&self, file: Arc<MappedFile>) {
+        let mut files = self.files.write();
+        if let Some(last) = files.last() {
+            assert_eq!(
+                file.base,
+                last.base + self.file_size,
+                "segment queue must stay contiguous"
+            );
+        }
+        files.push(file);
+    }
+
+    /// Creates the file that starts at `base` and appends it.
+    pub fn create_file(&self, base: u64) -> Result<Arc<MappedFile>> {
+        let file = Arc::new(MappedFile::create(
+            &self.path_for(base),
+            base,
+            self.file_size as usize,
+        )?);
+        self.push(file.clone());
+        fsutil::fsync_dir(&self.dir)?;
+        Ok(file)
+    }
+
+    /// Syncs every file with unflushed bytes. Returns the offset up to which all is durable.
+    pub fn flush(&self) -> Result<u64> {
+        let files = self.files();
+        let mut durable = files.first().map_or(0, |f| f.base);
+        for f in &files {
+            if f.flushed() < f.wrote() {
+                f.flush()
+                    .map_err(StoreError::io("flush segment", f.path()))?;
+            }
+            durable = f.base + f.flushed() as u64;
+        }
+        Ok(durable)
+    }
+
+    /// Drops everything at and after `offset`: later files are deleted, the file holding it is
+    /// zeroed from there. Recovery only.
+    pub(crate) fn truncate(&self, offset: u64) -> Result<()> {
+        let mut files = self.files.write();
+        while let Some(last) = files.last() {
+            if last.base > offset {
+                last.delete()?;
+                files.pop();
+            } else {
+                break;
+            }
+        }
+        if let Some(last) = files.last() {
+            if offset >= last.base && offset < last.base + self.file_size {
+                let pos = (offset - last.base) as usize;
+                let old = last.wrote().max(pos);
+                last.zero_range(pos, old)?;
+                last.set_wrote(pos);
+                last.set_flushed(pos);
+            }
+        }
+        drop(files);
+        fsutil::fsync_dir(&self.dir)
+    }
+
+    /// Removes the oldest file from the queue (retention). The caller deletes it.
+    pub(crate) fn pop_first(&self, expected_base: u64) -> Option<Arc<MappedFile>> {
+        let mut files = self.files.write();
+        if files.len() > 1 && files.first().map(|f| f.base) == Some(expected_base) {
+            Some(files.remove(0))
+        } else {
+            None
+        }
+    }
+
+    /// Removes every file (a queue being deleted).
+    pub(crate) fn destroy(&self) -> Result<()> {
+        let mut files = self.files.write();
+        for f in files.drain(..) {
+            f.delete()?;
+        }
+        drop(files);
+        let _ = fs::remove_dir(&self.dir);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_publish_slice_and_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = SegmentQueue::load(dir.path(), 8192).expect("load");
+        let f = q.create_file(0).expect("create");
+        assert_eq!(f.append(b"hello"), 0);
+        assert_eq!(f.append(b"world"), 5);
+        assert_eq!(f.slice(0, 10), Some(&b"helloworld"[..]));
+        assert_eq!(f.slice(5, 6), None, "unpublished bytes are not readable");
+        assert_eq!(f.flush().expect("flush"), 10);
+        assert_eq!(q.last().map(|f| f.wrote()), Some(10));
+        let g = q.create_file(8192).expect("second");
+        assert!(Arc::ptr_eq(&q.find(8192 + 3).expect("find"), &g));
+        assert!(q.find(3 * 8192).is_none());
+        drop((f, g, q));
+        // Reload sees both files; nothing is published until recovery says so.
+        let q = SegmentQueue::load(dir.path(), 8192).expect("reload");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.files()[0].raw(0, 10), b"helloworld");
+    }
+
+    #[test]
+    fn truncate_zeroes_and_deletes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = SegmentQueue::load(dir.path(), 8192).expect("load");
+        let f = q.create_file(0).expect("create");
+        f.append(&[7u8; 8192]);
+        let g = q.create_file(8192).expect("create");
+        g.append(&[9u8; 100]);
+        q.truncate(5000).expect("truncate");
+        assert_eq!(q.len(), 1);
+        assert_eq!(f.wrote(), 5000);
+        assert!(f.raw(5000, 3192).iter().all(|&b| b == 0));
+        assert!(f.raw(0, 5000).iter().all(|&b| b == 7));
+        assert!(!g.path().exists());
+    }
+
+    #[test]
+    fn layout_errors_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(fsutil::offset_file_name(0)), [0u8; 100]).expect("write");
+        let err = SegmentQueue::load(dir.path(), 8192).expect_err("wrong size");
+        assert!(err.to_string().contains("expected 8192"), "{err}");
+        fs::remove_file(dir.path().join(fsutil::offset_file_name(0))).expect("rm");
+        fs::write(
+            dir.path().join(fsutil::offset_file_name(0)),
+            vec![0u8; 8192],
+        )
+        .expect("write");
+        fs::write(
+            dir.path().join(fsutil::offset_file_name(16384)),
+            vec![0u8; 8192],
+        )
+        .expect("write");
+        let err = SegmentQueue::load(dir.path(), 8192).expect_err("gap");
+        assert!(err.to_string().contains("gap"), "{err}");
+    }
+}
