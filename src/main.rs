@@ -1,1 +1,47 @@
-fn main() {}
+//! The `tributary` binary: the one place that composes the crates.
+
+mod bench;
+mod cli;
+mod config;
+mod metrics;
+mod server;
+mod store_cmd;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{BenchCommand, Cli, Command, LogFormat};
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Server(args) => {
+            let config =
+                config::Config::load(args.config.as_deref(), args.data_dir, args.http_listen)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("tributary-io")
+                .build()?
+                .block_on(server::run(config))
+        }
+        Command::Store(cmd) => store_cmd::run(cmd),
+        Command::Bench(BenchCommand::Store(args)) => bench::store(args),
+        Command::DefaultConfig => {
+            print!("{}", config::DEFAULT_TOML);
+            Ok(())
+        }
+    }
+}

@@ -112,6 +112,19 @@ pub struct GetMessages {
     pub bytes: usize,
 }
 
+/// What [`MessageStore::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub bytes: u64,
+    pub queues: u64,
+    pub keys_checked: u64,
+    pub end_offset: u64,
+    /// Problems found (the first 100).
+    pub problems: Vec<String>,
+    pub problem_count: u64,
+}
+
 /// Units a single pull inspects at most when a filter rejects messages.
 const MAX_FILTER_SCAN_UNITS: usize = 16_000;
 
@@ -422,6 +435,133 @@ impl MessageStore {
             Ok(_) => Ok(None),
             Err(e) => Err(corrupt(e.to_string())),
         }
+    }
+
+    /// The record at `offset`, or the first record of the next segment when `offset` is at the
+    /// end-of-segment blank. Returns the record with its own offset; `None` past the end.
+    pub fn next_record(&self, offset: u64) -> Result<Option<(u64, StoredMessage)>> {
+        let mut at = offset.max(self.commitlog_min_offset());
+        let end = self.commitlog_max_offset();
+        while at < end {
+            let Some(file) = self.inner.commitlog.segments().find(at) else {
+                return Ok(None);
+            };
+            let pos = (at - file.base()) as usize;
+            let Some(head) = file.slice(pos, 8.min(file.size() - pos)) else {
+                return Ok(None);
+            };
+            match record::peek(head, file.size() - pos) {
+                Ok(Peek::Message { .. }) => return Ok(self.read_message(at)?.map(|m| (at, m))),
+                Ok(_) => at = file.base() + file.size() as u64,
+                Err(e) => {
+                    return Err(StoreError::Corrupt {
+                        path: file.path().to_path_buf(),
+                        offset: at,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks every record from the start of the log: CRC, its consume queue unit, its index
+    /// entries; and that every queue has no units past the log. Reads everything: an admin and
+    /// test tool, not for the hot path.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let problem = |r: &mut VerifyReport, p: String| {
+            if r.problems.len() < 100 {
+                r.problems.push(p);
+            }
+            r.problem_count += 1;
+        };
+        let mut at = self.commitlog_min_offset();
+        let mut next_offsets: HashMap<(String, i32), i64> = HashMap::new();
+        loop {
+            let (off, m) = match self.next_record(at) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    problem(&mut report, e.to_string());
+                    break;
+                }
+            };
+            report.records += 1;
+            report.bytes += m.total_size as u64;
+            at = off + m.total_size as u64;
+            let txn = sys_flag::transaction_type(m.sys_flag);
+            if txn != sys_flag::TRANSACTION_PREPARED_TYPE
+                && txn != sys_flag::TRANSACTION_ROLLBACK_TYPE
+            {
+                match self.unit(&m.topic, m.queue_id, m.queue_offset) {
+                    Some(u) if u.phy_offset as u64 == off && u.size == m.total_size => {}
+                    Some(u) => problem(
+                        &mut report,
+                        format!(
+                            "{}/{} offset {}: unit points at {} ({} B), record is at {off} ({} B)",
+                            m.topic, m.queue_id, m.queue_offset, u.phy_offset, u.size, m.total_size
+                        ),
+                    ),
+                    None if m.queue_offset < self.min_offset(&m.topic, m.queue_id) => {}
+                    None => problem(
+                        &mut report,
+                        format!(
+                            "{}/{} offset {}: no consume queue unit for the record at {off}",
+                            m.topic, m.queue_id, m.queue_offset
+                        ),
+                    ),
+                }
+                next_offsets.insert((m.topic.clone(), m.queue_id), m.queue_offset + 1);
+            }
+            let keys = m
+                .property(record::PROPERTY_KEYS)
+                .map(|k| {
+                    k.split(record::KEY_SEPARATOR)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            for key in keys
+                .iter()
+                .map(String::as_str)
+                .chain(m.property(record::PROPERTY_UNIQ_KEY))
+            {
+                report.keys_checked += 1;
+                let found = self.inner.index.query(
+                    &m.topic,
+                    key,
+                    usize::MAX,
+                    m.store_timestamp - 1000,
+                    m.store_timestamp + 1000,
+                );
+                if !found.contains(&off) {
+                    problem(
+                        &mut report,
+                        format!("key {key:?} of the record at {off} is not in the index"),
+                    );
+                }
+            }
+        }
+        for (topic, ids) in self.topics() {
+            for id in ids {
+                let max = self.max_offset(&topic, id);
+                let expected = next_offsets
+                    .get(&(topic.clone(), id))
+                    .copied()
+                    .unwrap_or(self.min_offset(&topic, id));
+                if max != expected {
+                    problem(
+                        &mut report,
+                        format!("{topic}/{id}: consume queue ends at {max}, the log at {expected}"),
+                    );
+                }
+                report.queues += 1;
+            }
+        }
+        report.end_offset = at.max(self.commitlog_min_offset());
+        Ok(report)
     }
 
     /// Messages of `topic` with `key` (in KEYS or as unique key) stored within `begin..=end` ms.

@@ -1,0 +1,149 @@
+//! Command-line arguments. Kept apart from the code that runs the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Tributary: a RocketMQ-compatible message log with streaming SQL and Connect, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TRIBUTARY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this machine: the message store (data under ./tributary-data by
+    /// default) and the HTTP endpoint with /metrics and /health.
+    Server(ServerArgs),
+    /// Inspect and exercise a store data directory (the server must not be running on it).
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Measure performance on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Print the commented default configuration file.
+    DefaultConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML configuration file (see `tributary default-config`).
+    #[arg(long, short = 'c', env = "TRIBUTARY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory; overrides `data_dir` in the file.
+    #[arg(long, env = "TRIBUTARY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listen address for /metrics and /health; overrides `http.listen` in the file.
+    #[arg(long)]
+    pub http_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FlushArg {
+    Async,
+    Sync,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreDirArgs {
+    /// Store data directory (the `store` folder inside the server's data directory).
+    #[arg(long, default_value = "./tributary-data/store")]
+    pub store_dir: PathBuf,
+    /// Commit log segment size in bytes (must match the directory's).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub segment_bytes: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Open the store (running recovery), check that consume queues and index agree with the
+    /// commit log, and print a report. Exits non-zero when anything disagrees.
+    Verify {
+        #[command(flatten)]
+        dir: StoreDirArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records of the commit log from an offset.
+    Dump {
+        #[command(flatten)]
+        dir: StoreDirArgs,
+        /// Physical offset of the first record.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Records to print at most.
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+    },
+    /// Append generated messages and print one line per acknowledged message:
+    /// `ack <seq> <physical_offset> <queue_id> <queue_offset>`. Message `seq` has topic
+    /// `--topic`, queue `seq % queues`, key `key-<seq>`, tag `tag-<seq % 4>`, and a body that is
+    /// a pure function of `seq` and `--size` (see `tributary::workload::body`).
+    Append {
+        #[command(flatten)]
+        dir: StoreDirArgs,
+        #[arg(long, default_value = "TestTopic")]
+        topic: String,
+        #[arg(long, default_value_t = 4)]
+        queues: i32,
+        /// First sequence number.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Messages to append.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Body size in bytes (at least 24).
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        /// Concurrent writer threads.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        #[arg(long, value_enum, default_value_t = FlushArg::Sync)]
+        flush: FlushArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Append and read back 128 B, 1 KiB and 4 KiB messages with 1..64 writers, ASYNC and
+    /// SYNC flush, and print msgs/s, MB/s and append latency percentiles beside this machine's
+    /// sequential-write limit measured in the same run.
+    Store(BenchStoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchStoreArgs {
+    /// Directory for the benchmark's store (a fresh temporary directory inside it).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Message sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "128,1024,4096")]
+    pub sizes: Vec<usize>,
+    /// Writer thread counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    pub writers: Vec<usize>,
+    /// Flush modes.
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "async,sync")]
+    pub flush: Vec<FlushArg>,
+    /// Bytes to append per run.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub bytes: u64,
+    /// Stop a run after this many seconds even if `--bytes` was not reached.
+    #[arg(long, default_value_t = 20)]
+    pub max_seconds: u64,
+    /// Print results as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
