@@ -6,8 +6,9 @@
 //! * From the safe point the commit log is scanned record by record to find its end. After a
 //!   crash (the `abort` marker exists, or no checkpoint) every record's body CRC is checked and
 //!   its stored physical offset must equal its position.
-//! * A bad record with no valid record anywhere after it, past the last durable offset, is a
-//!   torn tail: it is truncated (never acknowledged in SYNC mode: its fsync never returned).
+//! * A bad record past the last durable offset, with no valid record anywhere after it and no
+//!   more non-zero bytes than one record, is a torn tail: it is truncated (it was never
+//!   acknowledged in SYNC mode: its fsync never returned).
 //! * A bad record with valid data after it, or below the durable offset, is corruption in the
 //!   middle: by default the store refuses to open and names the offset; with
 //!   `on_corruption = "quarantine"` the bytes from the bad record on are moved to
@@ -227,6 +228,14 @@ fn data_extent(file: &MappedFile, at: usize) -> usize {
         .map_or(at, |p| at + p + 1)
 }
 
+/// Non-zero bytes from `at` to the end of its file: what a torn write could have left.
+fn torn_extent(segments: &SegmentQueue, at: u64) -> u64 {
+    segments.find(at).map_or(0, |f| {
+        let pos = (at - f.base()) as usize;
+        (data_extent(&f, pos) - pos) as u64
+    })
+}
+
 /// Moves the bytes from `at` on aside: the rest of its file into `quarantine/<offset>.bin`,
 /// later files renamed into the same directory.
 fn quarantine(config: &StoreConfig, segments: &SegmentQueue, at: u64) -> Result<(PathBuf, u64)> {
@@ -307,12 +316,10 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     };
     match (stop_reason, after) {
         (None, None) => {}
-        (Some(why), None) if end >= durable => {
-            let file = segments.find(end);
-            let extent = file.as_ref().map_or(0, |f| {
-                data_extent(f, (end - f.base()) as usize) as u64 + f.base()
-            });
-            report.truncated_bytes = extent.saturating_sub(end);
+        (Some(why), None)
+            if end >= durable && torn_extent(segments, end) <= config.max_message_bytes as u64 =>
+        {
+            report.truncated_bytes = torn_extent(segments, end);
             report.torn_at = Some(end);
             tracing::warn!(offset = end, bytes = report.truncated_bytes, reason = %why, "truncating torn tail of the commit log");
         }
@@ -320,7 +327,11 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
             let why = why.unwrap_or_else(|| "zero bytes where a record was expected".to_string());
             let what = match valid_after {
                 Some(v) => format!("{why}; valid records follow at offset {v}"),
-                None => format!("{why}; below the durable offset {durable}"),
+                None if end < durable => format!("{why}; below the durable offset {durable}"),
+                None => format!(
+                    "{why}; {} bytes of damaged data follow, more than one record could leave torn",
+                    torn_extent(segments, end)
+                ),
             };
             match config.on_corruption {
                 CorruptionPolicy::Fail => {

@@ -1,0 +1,660 @@
+//! Store behaviour through the public API: appends and reads, restarts, damaged files,
+//! retention and a full disk.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tributary_store::record::{self, NewMessage};
+use tributary_store::{
+    AcceptAll, CorruptionPolicy, DiskUsage, FlushMode, GetStatus, MessageFilter, MessageStore,
+    StoreConfig, StoreError,
+};
+
+const SEGMENT: u64 = 64 * 1024;
+
+fn config(dir: &Path) -> StoreConfig {
+    let mut c = StoreConfig::new(dir);
+    c.commitlog_segment_bytes = SEGMENT;
+    c.max_message_bytes = 16 * 1024;
+    c.consume_queue_units_per_file = 64;
+    c.index_slots = 101;
+    c.index_entries = 500;
+    c.flush_interval_ms = 20;
+    c.flush_consume_queue_interval_ms = 20;
+    c
+}
+
+fn msg(topic: &str, queue: i32, i: u64) -> NewMessage {
+    let key = format!("key-{i}");
+    let tag = if i % 2 == 0 { "even" } else { "odd" };
+    NewMessage::new(
+        topic,
+        queue,
+        format!("body-{i}-{}", "x".repeat((i % 300) as usize)),
+    )
+    .with_properties([
+        ("KEYS", key.as_str()),
+        ("TAGS", tag),
+        ("UNIQ_KEY", &format!("U{i:08}")),
+    ])
+}
+
+fn body_of(i: u64) -> Vec<u8> {
+    format!("body-{i}-{}", "x".repeat((i % 300) as usize)).into_bytes()
+}
+
+/// Appends `n` messages round-robin over 3 queues of "orders"; returns their physical offsets.
+fn fill(store: &MessageStore, from: u64, n: u64) -> Vec<u64> {
+    let out = (from..from + n)
+        .map(|i| {
+            let (r, d) = store
+                .append(&msg("orders", (i % 3) as i32, i))
+                .expect("append");
+            d.wait().expect("durable");
+            r.physical_offset
+        })
+        .collect();
+    assert!(
+        store.wait_dispatched(Duration::from_secs(10)),
+        "dispatcher caught up"
+    );
+    out
+}
+
+fn read_all(store: &MessageStore, queue: i32) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut off = store.min_offset("orders", queue);
+    loop {
+        let r = store.get_messages("orders", queue, off, 32, 1 << 20, &AcceptAll);
+        if r.status != GetStatus::Found {
+            break;
+        }
+        for m in &r.messages {
+            out.push(m.decode().expect("decode").body.to_vec());
+        }
+        off = r.next_begin_offset;
+    }
+    out
+}
+
+fn assert_clean(store: &MessageStore) {
+    let v = store.verify().expect("verify");
+    assert_eq!(v.problem_count, 0, "store inconsistent: {:?}", v.problems);
+}
+
+#[test]
+fn appends_read_back_by_queue_offset_key_and_time_across_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    let t0 = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let phys = fill(&store, 0, 600);
+    assert!(
+        store.stats().segment_rolls.load(Ordering::Relaxed) >= 3,
+        "the log rolled across segments"
+    );
+    for q in 0..3 {
+        let bodies = read_all(&store, q);
+        let expected: Vec<_> = (0..600)
+            .filter(|i| i % 3 == q as u64)
+            .map(body_of)
+            .collect();
+        assert_eq!(bodies, expected, "queue {q} reads back in order");
+        assert_eq!(store.max_offset("orders", q), 200);
+    }
+    let m = store
+        .read_message(phys[123])
+        .expect("read")
+        .expect("present");
+    assert_eq!(m.body.as_ref(), body_of(123).as_slice());
+    assert_eq!((m.queue_id, m.queue_offset), (0, 41));
+    let by_key = store
+        .query_by_key("orders", "key-77", 10, 0, i64::MAX)
+        .expect("query");
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(by_key[0].body.as_ref(), body_of(77).as_slice());
+    let by_uniq = store
+        .query_by_key("orders", "U00000078", 10, 0, i64::MAX)
+        .expect("query");
+    assert_eq!(by_uniq.len(), 1);
+    assert!(
+        store
+            .query_by_key("orders", "key-9999", 10, 0, i64::MAX)
+            .expect("query")
+            .is_empty()
+    );
+    assert!(
+        store
+            .query_by_key("other", "key-77", 10, 0, i64::MAX)
+            .expect("query")
+            .is_empty()
+    );
+    // Offsets by time: everything was stored at or after t0, nothing after now.
+    assert_eq!(store.offset_by_time("orders", 1, t0 - 60_000), 0);
+    assert_eq!(store.offset_by_time("orders", 1, i64::MAX), 200);
+    let mid = store.message_store_time("orders", 1, 100).expect("time");
+    let found = store.offset_by_time("orders", 1, mid);
+    assert!(found <= 100 && store.message_store_time("orders", 1, found) == Some(mid));
+    assert_clean(&store);
+}
+
+#[test]
+fn pull_statuses_filters_and_byte_limits() {
+    struct Tag(i64);
+    impl MessageFilter for Tag {
+        fn matches_tags_code(&self, code: i64) -> bool {
+            code == self.0
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    assert_eq!(
+        store
+            .get_messages("orders", 0, 0, 32, 1 << 20, &AcceptAll)
+            .status,
+        GetStatus::NoMatchedLogicQueue
+    );
+    fill(&store, 0, 30);
+    let r = store.get_messages(
+        "orders",
+        0,
+        0,
+        32,
+        1 << 20,
+        &Tag(record::java_string_hash("even") as i64),
+    );
+    assert_eq!(r.status, GetStatus::Found);
+    assert!(
+        r.messages
+            .iter()
+            .all(|m| m.decode().expect("decode").property("TAGS") == Some("even"))
+    );
+    assert_eq!(r.messages.len(), 5);
+    let none = store.get_messages("orders", 0, 0, 32, 1 << 20, &Tag(12345));
+    assert_eq!(
+        (none.status, none.next_begin_offset),
+        (GetStatus::NoMatchedMessage, 10)
+    );
+    let small = store.get_messages("orders", 0, 0, 32, 200, &AcceptAll);
+    assert_eq!(
+        small.messages.len(),
+        1,
+        "at least one message, then the byte limit"
+    );
+    assert_eq!(
+        store
+            .get_messages("orders", 0, 10, 32, 1 << 20, &AcceptAll)
+            .status,
+        GetStatus::OffsetOverflowOne
+    );
+    let bad = store.get_messages("orders", 0, 50, 32, 1 << 20, &AcceptAll);
+    assert_eq!(
+        (bad.status, bad.next_begin_offset),
+        (GetStatus::OffsetOverflowBadly, 10)
+    );
+    let bytes = store
+        .get_messages("orders", 0, 0, 1, 1 << 20, &AcceptAll)
+        .messages
+        .remove(0)
+        .into_bytes();
+    assert_eq!(
+        record::decode(&bytes, true).expect("decode").body.as_ref(),
+        body_of(0).as_slice()
+    );
+}
+
+#[test]
+fn limits_give_errors_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    let big = NewMessage::new("t", 0, vec![0u8; 20_000]);
+    assert!(matches!(
+        store.append(&big),
+        Err(StoreError::MessageTooLarge { limit: 16384, .. })
+    ));
+    let err =
+        MessageStore::open(config(dir.path())).expect_err("second open of the same directory");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    let mut bad = config(dir.path());
+    bad.retention.delete_when = "4am".into();
+    assert!(matches!(
+        MessageStore::open(bad),
+        Err(StoreError::Config(_))
+    ));
+}
+
+#[test]
+fn clean_restart_keeps_everything_and_continues_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path());
+    c.flush_mode = FlushMode::Sync;
+    let store = MessageStore::open(c.clone()).expect("open");
+    fill(&store, 0, 300);
+    store.shutdown().expect("shutdown");
+    assert!(
+        store.append(&msg("orders", 0, 0)).is_err(),
+        "a shut-down store refuses appends"
+    );
+    drop(store);
+    assert!(
+        !dir.path().join("abort").exists(),
+        "clean shutdown removes the abort marker"
+    );
+    let store = MessageStore::open(c).expect("reopen");
+    let rep = store.recovery_report();
+    assert!(!rep.abnormal);
+    assert_eq!(
+        (
+            rep.records_checked,
+            rep.redispatched_records,
+            rep.truncated_bytes
+        ),
+        (0, 0, 0)
+    );
+    let (r, _) = store.append(&msg("orders", 0, 300)).expect("append");
+    assert_eq!(r.queue_offset, 100, "queue offsets continue after restart");
+    store.wait_dispatched(Duration::from_secs(10));
+    assert_eq!(read_all(&store, 0).len(), 101);
+    assert_clean(&store);
+}
+
+#[test]
+fn sync_mode_acknowledges_only_flushed_bytes_from_many_threads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path());
+    c.flush_mode = FlushMode::Sync;
+    let store = Arc::new(MessageStore::open(c).expect("open"));
+    let acked = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (store, acked) = (store.clone(), acked.clone());
+            std::thread::spawn(move || {
+                for i in 0..100u64 {
+                    let (_, d) = store
+                        .append(&msg("orders", t % 3, t as u64 * 1000 + i))
+                        .expect("append");
+                    let end = d.end_offset();
+                    d.wait().expect("durable");
+                    assert!(
+                        store.commitlog_flushed_offset() >= end,
+                        "acknowledged before its fsync returned"
+                    );
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer");
+    }
+    assert_eq!(acked.load(Ordering::Relaxed), 800);
+    assert!(store.stats().group_commits.load(Ordering::Relaxed) >= 1);
+}
+
+/// Finds the first record whose physical offset is >= `at`, via the public API.
+fn record_at_or_after(store: &MessageStore, at: u64) -> (u64, u32) {
+    let (off, m) = store.next_record(at).expect("read").expect("a record");
+    (off, m.total_size as u32)
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join("commitlog").join(format!("{base:020}"))
+}
+
+/// Simulates a crash: the store's files stay as they are, and the abort marker stays.
+fn crash(store: MessageStore) {
+    std::mem::forget(store);
+}
+
+#[test]
+fn torn_tail_is_truncated_and_everything_before_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    fill(&store, 0, 99);
+    store.shutdown().expect("shutdown");
+    drop(store);
+    // The checkpoint as it was before the last record: a crash leaves it lagging.
+    let lagging = fs::read(dir.path().join("checkpoint")).expect("checkpoint");
+    let store = MessageStore::open(config(dir.path())).expect("reopen");
+    let last = fill(&store, 99, 1)[0];
+    let (_, size) = record_at_or_after(&store, last);
+    store.shutdown().expect("shutdown");
+    drop(store);
+    // The last record's second half never reached the file; the abort marker is present.
+    fs::write(dir.path().join("checkpoint"), lagging).expect("restore checkpoint");
+    fs::write(dir.path().join("abort"), b"").expect("abort");
+    let seg = last - last % SEGMENT;
+    let path = segment_path(dir.path(), seg);
+    let mut bytes = fs::read(&path).expect("read");
+    let pos = (last - seg) as usize;
+    bytes[pos + size as usize / 2..pos + size as usize].fill(0);
+    fs::write(&path, &bytes).expect("write");
+    let store = MessageStore::open(config(dir.path())).expect("reopen after a torn write");
+    let rep = store.recovery_report().clone();
+    assert!(rep.abnormal);
+    assert_eq!(rep.torn_at, Some(last));
+    assert!(
+        rep.truncated_bytes > 0 && rep.truncated_bytes <= size as u64 / 2 + 1,
+        "{rep:?}"
+    );
+    assert_eq!(store.commitlog_max_offset(), last);
+    let total: usize = (0..3).map(|q| read_all(&store, q).len()).sum();
+    assert_eq!(total, 99, "every record before the torn one is kept");
+    assert!(store.read_message(last).expect("read").is_none());
+    // The log continues from the truncation point.
+    let (r, _) = store.append(&msg("orders", 0, 1000)).expect("append");
+    assert_eq!(r.physical_offset, last);
+    store.wait_dispatched(Duration::from_secs(10));
+    assert_clean(&store);
+}
+
+#[test]
+fn flipped_body_byte_in_the_middle_is_reported_never_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    let phys = fill(&store, 0, 200);
+    let (victim, size) = record_at_or_after(&store, phys[150]);
+    crash(store);
+    // Flip one byte in the body of record 150.
+    let seg = victim - victim % SEGMENT;
+    let path = segment_path(dir.path(), seg);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open segment");
+    let pos = victim - seg + size as u64 - 60;
+    let mut b = [0u8; 1];
+    use std::io::{Read, Seek, SeekFrom, Write};
+    f.seek(SeekFrom::Start(pos)).expect("seek");
+    f.read_exact(&mut b).expect("read");
+    f.seek(SeekFrom::Start(pos)).expect("seek");
+    f.write_all(&[b[0] ^ 0x5A]).expect("write");
+    drop(f);
+    // Default policy: refuse to open, name the offset, change nothing.
+    let before = fs::read(&path).expect("read");
+    // The crashed store's lock was released when its file handle... was forgotten: remove it.
+    let err = open_retrying(config(dir.path())).expect_err("corruption must be reported");
+    match &err {
+        StoreError::Corrupt { offset, reason, .. } => {
+            assert_eq!(*offset, victim, "{err}");
+            assert!(reason.contains("CRC"), "{reason}");
+            assert!(reason.contains("valid records follow"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert_eq!(
+        fs::read(&path).expect("read"),
+        before,
+        "a refused open changes nothing"
+    );
+    // Quarantine policy: opens, keeps everything before the damage, moves the rest aside.
+    let mut c = config(dir.path());
+    c.on_corruption = CorruptionPolicy::Quarantine;
+    let store = open_retrying(c).expect("open with quarantine");
+    let damage = store
+        .recovery_report()
+        .damage
+        .clone()
+        .expect("damage reported");
+    assert_eq!(damage.offset, victim);
+    assert!(damage.quarantined_to.exists());
+    assert!(damage.quarantined_bytes >= size as u64);
+    let total: usize = (0..3).map(|q| read_all(&store, q).len()).sum();
+    assert_eq!(total, 150, "records before the damage are kept");
+    for i in [0u64, 75, 149] {
+        let m = store
+            .read_message(phys[i as usize])
+            .expect("read")
+            .expect("present");
+        assert_eq!(m.body.as_ref(), body_of(i).as_slice());
+    }
+    assert_clean(&store);
+}
+
+/// `std::mem::forget` keeps the crashed store's lock; a real crash releases it with the process.
+/// Tests that simulate a crash in-process therefore use a fresh directory handle: flock is per
+/// open file description, so we wait for nothing and simply retry on a copy when locked.
+fn open_retrying(c: StoreConfig) -> Result<MessageStore, StoreError> {
+    match MessageStore::open(c.clone()) {
+        Err(StoreError::Locked { .. }) => {
+            let copy = c.data_dir.with_extension("copy");
+            let _ = fs::remove_dir_all(&copy);
+            copy_dir(&c.data_dir, &copy);
+            fs::remove_dir_all(&c.data_dir).expect("remove locked dir");
+            fs::rename(&copy, &c.data_dir).expect("rename copy");
+            MessageStore::open(c)
+        }
+        other => other,
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn missing_checkpoint_and_stale_abort_recover_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    fill(&store, 0, 250);
+    store.shutdown().expect("shutdown");
+    drop(store);
+    fs::remove_file(dir.path().join("checkpoint")).expect("delete checkpoint");
+    let store = MessageStore::open(config(dir.path())).expect("open without checkpoint");
+    let rep = store.recovery_report().clone();
+    assert!(rep.abnormal && rep.checkpoint.is_none());
+    assert_eq!(
+        rep.records_checked, 250,
+        "every record CRC-checked from the start"
+    );
+    assert_eq!(rep.truncated_bytes, 0);
+    assert_eq!(
+        (0..3).map(|q| read_all(&store, q).len()).sum::<usize>(),
+        250
+    );
+    assert_clean(&store);
+    store.shutdown().expect("shutdown");
+    drop(store);
+    // A stale abort marker after a clean shutdown: abnormal recovery finds nothing wrong.
+    fs::write(dir.path().join("abort"), b"").expect("abort");
+    let store = MessageStore::open(config(dir.path())).expect("open with stale abort");
+    assert!(store.recovery_report().abnormal);
+    assert_eq!(store.recovery_report().truncated_bytes, 0);
+    assert_eq!(
+        (0..3).map(|q| read_all(&store, q).len()).sum::<usize>(),
+        250
+    );
+    assert_clean(&store);
+}
+
+#[test]
+fn damaged_consume_queue_and_index_are_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    fill(&store, 0, 120);
+    store.shutdown().expect("shutdown");
+    drop(store);
+    // Lose the consume queues and index entirely, and the checkpoint with them.
+    fs::remove_dir_all(dir.path().join("consumequeue")).expect("rm cq");
+    fs::remove_dir_all(dir.path().join("index")).expect("rm index");
+    fs::remove_file(dir.path().join("checkpoint")).expect("rm checkpoint");
+    let store = MessageStore::open(config(dir.path())).expect("reopen");
+    assert_eq!(store.recovery_report().redispatched_records, 120);
+    assert_eq!(
+        store
+            .query_by_key("orders", "key-5", 10, 0, i64::MAX)
+            .expect("query")
+            .len(),
+        1
+    );
+    assert_clean(&store);
+}
+
+#[test]
+fn garbage_segment_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::create_dir_all(dir.path().join("commitlog")).expect("mkdir");
+    fs::write(segment_path(dir.path(), 0), vec![0xAB; SEGMENT as usize]).expect("write");
+    let err = MessageStore::open(config(dir.path())).expect_err("garbage is not a log");
+    assert!(
+        matches!(err, StoreError::Corrupt { offset: 0, .. }),
+        "{err}"
+    );
+    fs::write(segment_path(dir.path(), 0), vec![0u8; 100]).expect("write");
+    let err = MessageStore::open(config(dir.path())).expect_err("wrong size");
+    assert!(matches!(err, StoreError::Layout { .. }), "{err}");
+}
+
+/// A disk whose use the test sets.
+#[derive(Debug, Default)]
+struct FakeDisk(AtomicU64);
+impl FakeDisk {
+    fn set(&self, ratio: f64) {
+        self.0.store((ratio * 1e6) as u64, Ordering::Relaxed);
+    }
+}
+impl DiskUsage for FakeDisk {
+    fn used_ratio(&self, _: &Path) -> std::io::Result<f64> {
+        Ok(self.0.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
+fn age_segments(dir: &Path, keep_newest: usize, hours: u64) {
+    let mut files: Vec<_> = fs::read_dir(dir.join("commitlog"))
+        .expect("ls")
+        .map(|e| e.expect("e").path())
+        .collect();
+    files.sort();
+    let old = SystemTime::now() - Duration::from_secs(hours * 3600);
+    for p in &files[..files.len().saturating_sub(keep_newest)] {
+        OpenOptions::new()
+            .write(true)
+            .open(p)
+            .expect("open")
+            .set_modified(old)
+            .expect("set mtime");
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+#[test]
+fn retention_deletes_expired_segments_at_the_configured_hour_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = Arc::new(FakeDisk::default());
+    disk.set(0.3);
+    let store = MessageStore::open_with(config(dir.path()), disk.clone()).expect("open");
+    fill(&store, 0, 1500);
+    let segments = fs::read_dir(dir.path().join("commitlog"))
+        .expect("ls")
+        .count();
+    assert!(segments >= 5);
+    age_segments(dir.path(), 2, 80);
+    let r = store.run_retention(now_ms(), 5).expect("retention");
+    assert_eq!(
+        r.segments_deleted, 0,
+        "not the delete hour and the disk is not filling"
+    );
+    let r = store.run_retention(now_ms(), 4).expect("retention");
+    assert!(r.segments_deleted >= 2, "{r:?}");
+    let min = store.commitlog_min_offset();
+    assert!(min > 0);
+    // Queues moved their start past the deleted data; reads there say so.
+    let q0_min = store.min_offset("orders", 0);
+    assert!(q0_min > 0);
+    let r = store.get_messages("orders", 0, 0, 32, 1 << 20, &AcceptAll);
+    assert_eq!(
+        (r.status, r.next_begin_offset),
+        (GetStatus::OffsetTooSmall, q0_min)
+    );
+    let tail = read_all(&store, 0);
+    assert_eq!(tail.len() as i64, 500 - q0_min);
+    assert_eq!(tail.last().expect("tail"), &body_of(1497));
+    assert_clean(&store);
+}
+
+#[test]
+fn retention_never_deletes_a_segment_a_reader_holds_until_forced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = Arc::new(FakeDisk::default());
+    disk.set(0.3);
+    let mut c = config(dir.path());
+    c.retention.forcible_delete_interval_ms = 60_000;
+    let store = MessageStore::open_with(c, disk).expect("open");
+    fill(&store, 0, 600);
+    age_segments(dir.path(), 1, 100);
+    let held = store
+        .get_messages("orders", 0, 0, 1, 1 << 20, &AcceptAll)
+        .messages
+        .remove(0);
+    let now = now_ms();
+    let r = store.run_retention(now, 4).expect("retention");
+    assert!(r.deferred_in_use && r.segments_deleted == 0, "{r:?}");
+    assert_eq!(
+        held.decode().expect("still readable").body.as_ref(),
+        body_of(0).as_slice()
+    );
+    let r = store.run_retention(now + 61_000, 4).expect("retention");
+    assert!(
+        r.segments_deleted >= 1,
+        "deleted after the forcible interval: {r:?}"
+    );
+    assert_eq!(
+        held.decode()
+            .expect("the mapping outlives the file")
+            .body
+            .as_ref(),
+        body_of(0).as_slice()
+    );
+    drop(held);
+}
+
+#[test]
+fn full_disk_refuses_writes_and_forces_cleaning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = Arc::new(FakeDisk::default());
+    disk.set(0.5);
+    let store = MessageStore::open_with(config(dir.path()), disk.clone()).expect("open");
+    fill(&store, 0, 600);
+    // Young segments, disk past the hard limit: writes refused with a clear error, and the
+    // oldest segments deleted even though they have not expired.
+    disk.set(0.95);
+    let r = store.run_retention(now_ms(), 12).expect("retention");
+    assert!(r.writes_refused);
+    assert!(r.segments_deleted >= 1, "forced cleaning: {r:?}");
+    let err = store
+        .append(&msg("orders", 0, 9999))
+        .expect_err("disk full");
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("disk_hard_ratio"), "{err}");
+    // Acknowledged data that remain are untouched; reads still work.
+    assert!(!read_all(&store, 1).is_empty());
+    disk.set(0.6);
+    let r = store.run_retention(now_ms(), 12).expect("retention");
+    assert!(!r.writes_refused);
+    store
+        .append(&msg("orders", 0, 10_000))
+        .expect("writes accepted again");
+    store.wait_dispatched(Duration::from_secs(10));
+    assert_clean(&store);
+}
