@@ -13,6 +13,8 @@ use tributary::workload;
 fn open(dir: &StoreDirArgs, flush: FlushMode) -> anyhow::Result<MessageStore> {
     let mut c = StoreConfig::new(&dir.store_dir);
     c.commitlog_segment_bytes = dir.segment_bytes;
+    // Small segments (tests, experiments) cap the record size at half a segment.
+    c.max_message_bytes = c.max_message_bytes.min((dir.segment_bytes / 2) as usize);
     c.flush_mode = flush;
     MessageStore::open(c).with_context(|| format!("open store {}", dir.store_dir.display()))
 }
