@@ -297,10 +297,10 @@ impl CommitLog {
                         base,
                         self.config.commitlog_segment_bytes as usize,
                     );
-                    if let Ok(f) = &made {
-                        if self.config.warm_segments {
-                            f.warm();
-                        }
+                    if let Ok(f) = &made
+                        && self.config.warm_segments
+                    {
+                        f.warm();
                     }
                     if let Err(e) = &made {
                         tracing::warn!(error = %e, base, "preallocating the next segment failed; the roll will retry");

@@ -95,13 +95,13 @@ impl IndexFile {
     }
 
     fn i64_at(&self, pos: usize) -> &AtomicI64 {
-        assert!(pos + 8 <= HEADER && pos % 8 == 0);
+        assert!(pos + 8 <= HEADER && pos.is_multiple_of(8));
         // SAFETY: in the header, 8-aligned (the mapping is page-aligned), and only ever accessed
         // atomically.
         unsafe { AtomicI64::from_ptr(self.map.as_mut_ptr().add(pos).cast()) }
     }
     fn i32_at(&self, pos: usize) -> &AtomicI32 {
-        assert!(pos + 4 <= HEADER + self.slots as usize * 4 && pos % 4 == 0);
+        assert!(pos + 4 <= HEADER + self.slots as usize * 4 && pos.is_multiple_of(4));
         // SAFETY: header or slot area, 4-aligned, only ever accessed atomically.
         unsafe { AtomicI32::from_ptr(self.map.as_mut_ptr().add(pos).cast()) }
     }

@@ -400,14 +400,15 @@ impl SegmentQueue {
                 break;
             }
         }
-        if let Some(last) = files.last() {
-            if offset >= last.base && offset < last.base + self.file_size {
-                let pos = (offset - last.base) as usize;
-                let old = last.wrote().max(pos);
-                last.zero_range(pos, old)?;
-                last.set_wrote(pos);
-                last.set_flushed(pos);
-            }
+        if let Some(last) = files.last()
+            && offset >= last.base
+            && offset < last.base + self.file_size
+        {
+            let pos = (offset - last.base) as usize;
+            let old = last.wrote().max(pos);
+            last.zero_range(pos, old)?;
+            last.set_wrote(pos);
+            last.set_flushed(pos);
         }
         drop(files);
         fsutil::fsync_dir(&self.dir)

@@ -347,9 +347,7 @@ impl MessageStore {
         {
             let units = cq.units(
                 next,
-                (max_count - out.messages.len())
-                    .max(32)
-                    .min(MAX_FILTER_SCAN_UNITS),
+                (max_count - out.messages.len()).clamp(32, MAX_FILTER_SCAN_UNITS),
             );
             if units.is_empty() {
                 break;
@@ -386,10 +384,10 @@ impl MessageStore {
                     physical_offset: unit.phy_offset as u64,
                     tags_code: unit.tags_code,
                 };
-                if let Ok(info) = record::dispatch_info(buf.as_bytes(), false) {
-                    if !filter.matches_properties(info.properties) {
-                        continue;
-                    }
+                if let Ok(info) = record::dispatch_info(buf.as_bytes(), false)
+                    && !filter.matches_properties(info.properties)
+                {
+                    continue;
                 }
                 out.bytes += buf.len;
                 out.messages.push(buf);

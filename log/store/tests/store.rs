@@ -29,7 +29,7 @@ fn config(dir: &Path) -> StoreConfig {
 
 fn msg(topic: &str, queue: i32, i: u64) -> NewMessage {
     let key = format!("key-{i}");
-    let tag = if i % 2 == 0 { "even" } else { "odd" };
+    let tag = if i.is_multiple_of(2) { "even" } else { "odd" };
     NewMessage::new(
         topic,
         queue,
