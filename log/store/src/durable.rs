@@ -108,6 +108,35 @@ impl Durable {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unflushed_append_times_out_with_flush_disk_timeout() {
+        let c = Arc::new(Completion::default());
+        let d = Durable::pending(4096, c.clone(), Duration::from_millis(5));
+        assert!(!d.is_done());
+        match d.wait() {
+            Err(StoreError::FlushTimeout {
+                offset: 4096,
+                waited_ms: 5,
+            }) => {}
+            other => panic!("expected FlushTimeout, got {other:?}"),
+        }
+        c.complete(Err("EIO".into()));
+        assert!(matches!(d.wait(), Err(StoreError::FlushFailed { .. })));
+        let ok = Arc::new(Completion::default());
+        ok.complete(Ok(()));
+        assert!(
+            Durable::pending(1, ok, Duration::from_millis(5))
+                .wait()
+                .is_ok()
+        );
+        assert!(Durable::done(1).wait().is_ok());
+    }
+}
+
 /// The future waits without a timer of its own: callers on an async runtime wrap it in their
 /// runtime's timeout (the broker answers FLUSH_DISK_TIMEOUT when it fires).
 impl Future for Durable {

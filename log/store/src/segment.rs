@@ -295,6 +295,9 @@ impl SegmentQueue {
                     reason: format!("gap after the file starting at {}", bases[i - 1]),
                 });
             }
+            if i + 1 == bases.len() {
+                Self::restore_short_last_file(&path, file_size)?;
+            }
             files.push(Arc::new(MappedFile::open(&path, base, file_size as usize)?));
         }
         Ok(SegmentQueue {
@@ -302,6 +305,27 @@ impl SegmentQueue {
             file_size,
             files: RwLock::new(files),
         })
+    }
+
+    /// A last file shorter than the file size lost its tail (a torn copy or a crash while the
+    /// filesystem extended it): give it back its size with zeros, so that recovery judges the
+    /// cut record like any torn write. A short file before the last is a layout error.
+    fn restore_short_last_file(path: &Path, file_size: u64) -> Result<()> {
+        let len = fs::metadata(path)
+            .map_err(StoreError::io("stat segment", path))?
+            .len();
+        if len < file_size {
+            tracing::warn!(path = %path.display(), len, expected = file_size, "last segment is short; extending it with zeros for recovery");
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(StoreError::io("open segment", path))?;
+            f.set_len(file_size)
+                .map_err(StoreError::io("extend segment", path))?;
+            f.sync_all()
+                .map_err(StoreError::io("fsync segment", path))?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -480,10 +504,16 @@ mod tests {
     #[test]
     fn layout_errors_are_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
+        // A short file before the last one is a layout error; a short last one is extended.
         fs::write(dir.path().join(fsutil::offset_file_name(0)), [0u8; 100]).expect("write");
+        fs::write(dir.path().join(fsutil::offset_file_name(8192)), [0u8; 100]).expect("write");
         let err = SegmentQueue::load(dir.path(), 8192).expect_err("wrong size");
         assert!(err.to_string().contains("expected 8192"), "{err}");
         fs::remove_file(dir.path().join(fsutil::offset_file_name(0))).expect("rm");
+        let q = SegmentQueue::load(dir.path(), 8192).expect("a short last file is extended");
+        assert_eq!(q.files()[0].size(), 8192);
+        drop(q);
+        fs::remove_file(dir.path().join(fsutil::offset_file_name(8192))).expect("rm");
         fs::write(
             dir.path().join(fsutil::offset_file_name(0)),
             vec![0u8; 8192],

@@ -354,6 +354,35 @@ fn torn_tail_is_truncated_and_everything_before_kept() {
 }
 
 #[test]
+fn segment_file_truncated_mid_record_recovers_the_intact_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    fill(&store, 0, 60);
+    store.shutdown().expect("shutdown");
+    drop(store);
+    let lagging = fs::read(dir.path().join("checkpoint")).expect("checkpoint");
+    let store = MessageStore::open(config(dir.path())).expect("reopen");
+    let last = fill(&store, 60, 1)[0];
+    let (_, size) = record_at_or_after(&store, last);
+    store.shutdown().expect("shutdown");
+    drop(store);
+    fs::write(dir.path().join("checkpoint"), lagging).expect("restore checkpoint");
+    fs::write(dir.path().join("abort"), b"").expect("abort");
+    // Cut the file itself in the middle of the last record, as an interrupted copy would.
+    let seg = last - last % SEGMENT;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), seg))
+        .expect("open");
+    f.set_len(last - seg + size as u64 / 3).expect("truncate");
+    drop(f);
+    let store = MessageStore::open(config(dir.path())).expect("recover a truncated segment");
+    assert_eq!(store.recovery_report().torn_at, Some(last));
+    assert_eq!((0..3).map(|q| read_all(&store, q).len()).sum::<usize>(), 60);
+    assert_clean(&store);
+}
+
+#[test]
 fn flipped_body_byte_in_the_middle_is_reported_never_skipped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = MessageStore::open(config(dir.path())).expect("open");
@@ -516,7 +545,8 @@ fn garbage_segment_file_is_a_clear_error() {
         "{err}"
     );
     fs::write(segment_path(dir.path(), 0), vec![0u8; 100]).expect("write");
-    let err = MessageStore::open(config(dir.path())).expect_err("wrong size");
+    fs::write(segment_path(dir.path(), SEGMENT), vec![0u8; 100]).expect("write");
+    let err = MessageStore::open(config(dir.path())).expect_err("a short segment before the last");
     assert!(matches!(err, StoreError::Layout { .. }), "{err}");
 }
 
