@@ -108,6 +108,26 @@ impl Durable {
     }
 }
 
+/// The future waits without a timer of its own: callers on an async runtime wrap it in their
+/// runtime's timeout (the broker answers FLUSH_DISK_TIMEOUT when it fires).
+impl Future for Durable {
+    type Output = Result<(), StoreError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(c) = &this.pending else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut s = c.state.lock();
+        if let Some(r) = &s.result {
+            let r = r.clone();
+            drop(s);
+            return Poll::Ready(this.outcome(&r));
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,25 +154,5 @@ mod tests {
                 .is_ok()
         );
         assert!(Durable::done(1).wait().is_ok());
-    }
-}
-
-/// The future waits without a timer of its own: callers on an async runtime wrap it in their
-/// runtime's timeout (the broker answers FLUSH_DISK_TIMEOUT when it fires).
-impl Future for Durable {
-    type Output = Result<(), StoreError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(c) = &this.pending else {
-            return Poll::Ready(Ok(()));
-        };
-        let mut s = c.state.lock();
-        if let Some(r) = &s.result {
-            let r = r.clone();
-            drop(s);
-            return Poll::Ready(this.outcome(&r));
-        }
-        s.waker = Some(cx.waker().clone());
-        Poll::Pending
     }
 }
