@@ -20,18 +20,31 @@ fn main() -> anyhow::Result<()> {
             .with_properties([("KEYS", key.as_str()), ("TAGS", "created")]);
         let (at, durable) = store.append(&msg)?;
         durable.wait()?; // returns once an fsync covering the message returned
-        println!("appended order {i} at offset {} (queue {}, #{})", at.physical_offset, i % 2, at.queue_offset);
+        println!(
+            "appended order {i} at offset {} (queue {}, #{})",
+            at.physical_offset,
+            i % 2,
+            at.queue_offset
+        );
     }
     store.wait_dispatched(Duration::from_secs(5));
 
     let pulled = store.get_messages("shop.orders", 1, 0, 32, 1 << 20, &AcceptAll);
-    println!("queue 1: {:?}, {} messages, next offset {}", pulled.status, pulled.messages.len(), pulled.next_begin_offset);
+    println!(
+        "queue 1: {:?}, {} messages, next offset {}",
+        pulled.status,
+        pulled.messages.len(),
+        pulled.next_begin_offset
+    );
     for m in &pulled.messages {
         let m = m.decode()?;
         println!("  #{} {}", m.queue_offset, String::from_utf8_lossy(&m.body));
     }
     let found = store.query_by_key("shop.orders", "order-7", 10, 0, i64::MAX)?;
-    println!("by key order-7: {}", String::from_utf8_lossy(&found[0].body));
+    println!(
+        "by key order-7: {}",
+        String::from_utf8_lossy(&found[0].body)
+    );
     store.shutdown()?;
     Ok(())
 }
