@@ -411,8 +411,33 @@ pub fn peek(buf: &[u8], remaining: usize) -> Result<Peek, RecordError> {
     }
 }
 
-/// Decodes one whole record; `buf` must start at the record. Checks the CRC when `check_crc`.
-pub fn decode(buf: &[u8], check_crc: bool) -> Result<StoredMessage, RecordError> {
+/// Every field of a record, borrowed from the bytes it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub size: usize,
+    pub magic: i32,
+    pub body_crc: i32,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub queue_offset: i64,
+    pub physical_offset: i64,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub store_timestamp: i64,
+    pub store_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+    pub body: &'a [u8],
+    pub topic: &'a str,
+    pub properties: &'a str,
+}
+
+/// What the dispatcher reads of a record.
+pub type DispatchInfo<'a> = RecordView<'a>;
+
+/// Parses the record at the start of `buf` without copying, checking the body CRC when asked.
+pub fn view(buf: &[u8], check_crc: bool) -> Result<RecordView<'_>, RecordError> {
     let mut r = Reader { buf, pos: 0 };
     let total_size = r.i32()?;
     let magic = r.i32()?;
@@ -459,8 +484,8 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<StoredMessage, RecordError>
             computed: r.pos,
         });
     }
-    Ok(StoredMessage {
-        total_size,
+    Ok(RecordView {
+        size: total_size as usize,
         magic,
         body_crc: body_crc_stored,
         queue_id,
@@ -474,86 +499,39 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<StoredMessage, RecordError>
         store_host,
         reconsume_times,
         prepared_transaction_offset,
-        body: Bytes::copy_from_slice(body),
-        topic: std::str::from_utf8(topic)
-            .map_err(|_| RecordError::NotUtf8)?
-            .to_owned(),
-        properties: std::str::from_utf8(props)
-            .map_err(|_| RecordError::NotUtf8)?
-            .to_owned(),
-    })
-}
-
-/// What the dispatcher needs of a record, read without copying the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DispatchInfo<'a> {
-    pub size: usize,
-    pub queue_id: i32,
-    pub queue_offset: i64,
-    pub physical_offset: i64,
-    pub sys_flag: i32,
-    pub store_timestamp: i64,
-    pub topic: &'a str,
-    pub properties: &'a str,
-}
-
-/// Reads the dispatch fields of the record at the start of `buf`, checking the CRC when asked.
-pub fn dispatch_info(buf: &[u8], check_crc: bool) -> Result<DispatchInfo<'_>, RecordError> {
-    let mut r = Reader { buf, pos: 0 };
-    let total_size = r.i32()?;
-    let magic = r.i32()?;
-    if magic != MAGIC_V1 && magic != MAGIC_V2 {
-        return Err(RecordError::BadMagic(magic as u32));
-    }
-    if total_size < FIXED_OVERHEAD_V1 as i32 || total_size as usize > buf.len() {
-        return Err(RecordError::BadSize(total_size));
-    }
-    let crc = r.i32()?;
-    let queue_id = r.i32()?;
-    let _flag = r.i32()?;
-    let queue_offset = r.i64()?;
-    let physical_offset = r.i64()?;
-    let sys_flag = r.i32()?;
-    let _born = r.i64()?;
-    r.take(host_len(sys_flag & sys_flag::BORNHOST_V6 != 0))?;
-    let store_timestamp = r.i64()?;
-    r.take(host_len(sys_flag & sys_flag::STOREHOST_V6 != 0))?;
-    r.take(4 + 8)?;
-    let body_len = r.i32()?;
-    let body = r.len_prefixed(body_len as i64, "body")?;
-    if check_crc {
-        let computed = body_crc(body);
-        if computed != crc {
-            return Err(RecordError::CrcMismatch {
-                stored: crc,
-                computed,
-            });
-        }
-    }
-    let topic_len = if magic == MAGIC_V2 {
-        r.i16()? as i64
-    } else {
-        r.take(1)?[0] as i64
-    };
-    let topic = r.len_prefixed(topic_len, "topic")?;
-    let props_len = r.i16()? as i64;
-    let props = r.len_prefixed(props_len, "properties")?;
-    if r.pos != total_size as usize {
-        return Err(RecordError::LengthMismatch {
-            declared: total_size,
-            computed: r.pos,
-        });
-    }
-    Ok(DispatchInfo {
-        size: total_size as usize,
-        queue_id,
-        queue_offset,
-        physical_offset,
-        sys_flag,
-        store_timestamp,
+        body,
         topic: std::str::from_utf8(topic).map_err(|_| RecordError::NotUtf8)?,
         properties: std::str::from_utf8(props).map_err(|_| RecordError::NotUtf8)?,
     })
+}
+
+/// Decodes one whole record into an owned message; checks the CRC when `check_crc`.
+pub fn decode(buf: &[u8], check_crc: bool) -> Result<StoredMessage, RecordError> {
+    let v = view(buf, check_crc)?;
+    Ok(StoredMessage {
+        total_size: v.size as i32,
+        magic: v.magic,
+        body_crc: v.body_crc,
+        queue_id: v.queue_id,
+        flag: v.flag,
+        queue_offset: v.queue_offset,
+        physical_offset: v.physical_offset,
+        sys_flag: v.sys_flag,
+        born_timestamp: v.born_timestamp,
+        born_host: v.born_host,
+        store_timestamp: v.store_timestamp,
+        store_host: v.store_host,
+        reconsume_times: v.reconsume_times,
+        prepared_transaction_offset: v.prepared_transaction_offset,
+        body: Bytes::copy_from_slice(v.body),
+        topic: v.topic.to_owned(),
+        properties: v.properties.to_owned(),
+    })
+}
+
+/// Reads the dispatch fields of the record at the start of `buf` (see [`view`]).
+pub fn dispatch_info(buf: &[u8], check_crc: bool) -> Result<DispatchInfo<'_>, RecordError> {
+    view(buf, check_crc)
 }
 
 /// Reads STORETIMESTAMP of the record at the start of `buf`.

@@ -369,12 +369,7 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     report.end_offset = end;
 
     let cut = start.min(end);
-    let queues: Vec<_> = inner
-        .queues
-        .read()
-        .values()
-        .flat_map(|qs| qs.values().cloned())
-        .collect();
+    let queues = inner.all_queues();
     for q in &queues {
         q.recover(cut)?;
     }

@@ -146,12 +146,7 @@ impl Inner {
         drop(cleaner);
         if report.segments_deleted > 0 {
             let min = self.commitlog.min_offset();
-            let queues: Vec<_> = self
-                .queues
-                .read()
-                .values()
-                .flat_map(|qs| qs.values().cloned())
-                .collect();
+            let queues = self.all_queues();
             for q in queues {
                 report.consume_queue_files_deleted += q.delete_expired(min)?;
             }

@@ -759,6 +759,24 @@ impl Drop for MessageStore {
 }
 
 impl Inner {
+    /// A snapshot of every consume queue.
+    pub(crate) fn all_queues(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.queues
+            .read()
+            .values()
+            .flat_map(|qs| qs.values().cloned())
+            .collect()
+    }
+
+    /// Waits `interval` or until shutdown; true when the thread should stop.
+    fn wait_or_stop(&self, interval: Duration) -> bool {
+        let mut stop = self.stop_cv.0.lock();
+        if !*stop {
+            self.stop_cv.1.wait_for(&mut stop, interval);
+        }
+        *stop
+    }
+
     pub(crate) fn queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
         self.queues.read().get(topic)?.get(&queue_id).cloned()
     }
@@ -932,12 +950,7 @@ impl Inner {
     }
 
     pub(crate) fn flush_queues(&self) -> Result<()> {
-        let queues: Vec<_> = self
-            .queues
-            .read()
-            .values()
-            .flat_map(|qs| qs.values().cloned())
-            .collect();
+        let queues = self.all_queues();
         for q in queues {
             q.flush()?;
         }
@@ -949,14 +962,8 @@ impl Inner {
         let interval = Duration::from_millis(self.config.flush_consume_queue_interval_ms);
         let mut last_written = None;
         loop {
-            {
-                let mut stop = self.stop_cv.0.lock();
-                if !*stop {
-                    self.stop_cv.1.wait_for(&mut stop, interval);
-                }
-                if *stop {
-                    return;
-                }
+            if self.wait_or_stop(interval) {
+                return;
             }
             let logics = self.dispatched.load(Ordering::Acquire);
             let ts = self.last_dispatched_ts.load(Ordering::Acquire);
@@ -983,14 +990,8 @@ impl Inner {
     fn run_cleaner(&self) {
         let interval = Duration::from_millis(self.config.retention.check_interval_ms);
         loop {
-            {
-                let mut stop = self.stop_cv.0.lock();
-                if !*stop {
-                    self.stop_cv.1.wait_for(&mut stop, interval);
-                }
-                if *stop {
-                    return;
-                }
+            if self.wait_or_stop(interval) {
+                return;
             }
             let hour = crate::retention::local_hour();
             if let Err(e) = self.retention_round(commitlog::now_ms(), hour) {
