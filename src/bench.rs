@@ -1,5 +1,633 @@
-//! `tributary bench store` (being written).
+//! `tributary bench store`: append throughput and latency of the message store for every flush
+//! mode × message size × writer count, and sequential read-back, beside this machine's
+//! sequential-write limit measured in the same run.
+//!
+//! Units: MB = 10^6 bytes. "Log bytes" are commit log bytes (records with their headers, what
+//! reaches the disk); "body bytes" are the message bodies alone.
 
-pub fn store(_args: crate::cli::BenchStoreArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet built")
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{Scope, ScopedJoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tributary::workload;
+use tributary_store::{AcceptAll, FlushMode, MessageStore, NewMessage, StoreConfig};
+
+use crate::cli::{BenchStoreArgs, FlushArg};
+
+const TOPIC: &str = "BenchTopic";
+const TAGS: [&str; 4] = ["tag-0", "tag-1", "tag-2", "tag-3"];
+/// Distinct bodies each writer cycles through (generating a body per append would cost more
+/// than the append itself for 4 KiB messages).
+const BODIES_PER_WRITER: u64 = 256;
+/// Messages per pull when reading back, and the byte limit of one pull.
+const READ_BATCH: usize = 32;
+const READ_MAX_BYTES: usize = 4 << 20;
+/// How long the read-back waits for the dispatcher to index everything.
+const DISPATCH_TIMEOUT: Duration = Duration::from_secs(300);
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+const MONITOR_POLL: Duration = Duration::from_millis(20);
+/// Write size of the sequential-write probe.
+const PROBE_CHUNK: usize = 1 << 20;
+/// Small-fsync probe: this many `fdatasync`s, each after one write of this size.
+const SMALL_SYNCS: usize = 50;
+const SMALL_SYNC_WRITE: usize = 4096;
+/// Latencies are recorded in ns, from 1 ns to 60 s, with 3 significant digits.
+const LATENCY_MAX_NS: u64 = 60_000_000_000;
+const LATENCY_SIGFIG: u8 = 3;
+const MB: f64 = 1e6;
+/// A `syncfs` between runs that takes longer than this is reported on stderr.
+const SETTLE_REPORT: Duration = Duration::from_millis(500);
+
+/// Runs the whole benchmark and prints its results on stdout (progress on stderr).
+pub fn store(args: BenchStoreArgs) -> Result<()> {
+    validate(&args)?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("create {}", args.dir.display()))?;
+    let disk = probe_disk(&args.dir, args.disk_probe_bytes)?;
+    print_disk(&disk, args.json)?;
+    if !args.json {
+        print_header();
+    }
+    for &flush in &args.flush {
+        for &size in &args.sizes {
+            for &writers in &args.writers {
+                let plan = RunPlan {
+                    flush,
+                    size,
+                    writers,
+                    bytes: args.bytes,
+                    max: Duration::from_secs(args.max_seconds),
+                    queues: args.queues,
+                    segment_bytes: args.segment_bytes,
+                    cold_read: args.cold_read,
+                };
+                settle(&args.dir)?;
+                let mut result = run(&args.dir, &plan)?;
+                result.disk_pct = 100.0 * result.mb_s / disk.write_mb_s;
+                print_run(&result, args.json)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lets the disk finish the previous run's work (writeback, and the discards of its deleted
+/// files) so that it is not charged to the next run: `syncfs` on the benchmark's filesystem.
+fn settle(dir: &Path) -> Result<()> {
+    let started = Instant::now();
+    let fs = File::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    rustix::fs::syncfs(&fs).with_context(|| format!("syncfs {}", dir.display()))?;
+    let took = started.elapsed();
+    if took > SETTLE_REPORT {
+        eprintln!("  (settling the disk took {:.1} s)", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn validate(args: &BenchStoreArgs) -> Result<()> {
+    ensure!(
+        args.sizes.iter().all(|&s| (25..=1 << 20).contains(&s)),
+        "--sizes must each be between 25 bytes and 1 MiB"
+    );
+    ensure!(
+        args.writers.iter().all(|&w| (1..=1024).contains(&w)),
+        "--writers must each be between 1 and 1024"
+    );
+    ensure!(!args.flush.is_empty(), "--flush needs at least one mode");
+    ensure!(args.bytes >= 1 << 20, "--bytes must be at least 1 MiB");
+    ensure!(args.max_seconds >= 1, "--max-seconds must be at least 1");
+    ensure!(
+        args.disk_probe_bytes >= PROBE_CHUNK as u64,
+        "--disk-probe-bytes must be at least 1 MiB"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk limit
+
+/// What the disk under `--dir` does on its own, without the store.
+#[derive(Debug, Serialize)]
+struct DiskLimit {
+    kind: &'static str,
+    probe_bytes: u64,
+    /// Sequential writes of 1 MiB chunks followed by one fsync, end to end.
+    write_mb_s: f64,
+    /// Median `fdatasync` after a 4 KiB write that extends the file (needs a journal commit).
+    fdatasync_append_us: f64,
+    /// Median `fdatasync` after a 4 KiB overwrite of already allocated, synced blocks.
+    fdatasync_overwrite_us: f64,
+}
+
+fn probe_disk(dir: &Path, bytes: u64) -> Result<DiskLimit> {
+    let tmp = tempfile::Builder::new()
+        .prefix("tributary-disk-probe-")
+        .tempdir_in(dir)
+        .with_context(|| format!("create a temporary directory in {}", dir.display()))?;
+    eprintln!(
+        "measuring the disk: {} MB sequential write + fsync, then {SMALL_SYNCS} small fdatasyncs",
+        bytes / 1_000_000
+    );
+    let write_mb_s = sequential_write(&tmp.path().join("sequential"), bytes)?;
+    let fdatasync_append_us = small_syncs(&tmp.path().join("append"), false)?;
+    let fdatasync_overwrite_us = small_syncs(&tmp.path().join("overwrite"), true)?;
+    tmp.close().context("remove the disk probe files")?;
+    Ok(DiskLimit {
+        kind: "disk",
+        probe_bytes: bytes,
+        write_mb_s,
+        fdatasync_append_us,
+        fdatasync_overwrite_us,
+    })
+}
+
+/// Writes `bytes` in 1 MiB chunks and fsyncs; returns MB/s over the whole.
+fn sequential_write(path: &Path, bytes: u64) -> Result<f64> {
+    let chunk: Vec<u8> = (0..PROBE_CHUNK).map(|i| (i % 251) as u8).collect();
+    let mut file = File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < bytes {
+        file.write_all(&chunk)
+            .with_context(|| format!("write {}", path.display()))?;
+        written += PROBE_CHUNK as u64;
+    }
+    file.sync_all()
+        .with_context(|| format!("fsync {}", path.display()))?;
+    Ok(written as f64 / MB / started.elapsed().as_secs_f64())
+}
+
+/// Median µs of one `fdatasync` after a 4 KiB write, either extending the file or overwriting
+/// blocks that were allocated and synced before.
+fn small_syncs(path: &Path, overwrite: bool) -> Result<f64> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    let block = [0x5au8; SMALL_SYNC_WRITE];
+    if overwrite {
+        for i in 0..SMALL_SYNCS {
+            write_block(&file, path, i, &block)?;
+        }
+        file.sync_all()
+            .with_context(|| format!("fsync {}", path.display()))?;
+    }
+    let mut took = Vec::with_capacity(SMALL_SYNCS);
+    for i in 0..SMALL_SYNCS {
+        write_block(&file, path, i, &block)?;
+        let started = Instant::now();
+        file.sync_data()
+            .with_context(|| format!("fdatasync {}", path.display()))?;
+        took.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    took.sort_by(f64::total_cmp);
+    Ok(took[took.len() / 2])
+}
+
+fn write_block(file: &File, path: &Path, i: usize, block: &[u8]) -> Result<()> {
+    file.write_all_at(block, (i * block.len()) as u64)
+        .with_context(|| format!("write {}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run
+
+#[derive(Debug, Clone, Copy)]
+struct RunPlan {
+    flush: FlushArg,
+    size: usize,
+    writers: usize,
+    bytes: u64,
+    max: Duration,
+    queues: i32,
+    segment_bytes: u64,
+    cold_read: bool,
+}
+
+impl RunPlan {
+    fn label(&self) -> String {
+        format!("{} {}B x{}", mode_name(self.flush), self.size, self.writers)
+    }
+}
+
+fn mode_name(flush: FlushArg) -> &'static str {
+    match flush {
+        FlushArg::Async => "async",
+        FlushArg::Sync => "sync",
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug, Serialize)]
+struct RunResult {
+    kind: &'static str,
+    mode: &'static str,
+    size: usize,
+    writers: usize,
+    messages: u64,
+    log_bytes: u64,
+    body_bytes: u64,
+    seconds: f64,
+    msgs_per_s: f64,
+    /// Commit log MB/s.
+    mb_s: f64,
+    body_mb_s: f64,
+    /// `mb_s` as a percentage of the disk's sequential-write limit (set by the caller).
+    disk_pct: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    read_mb_s: f64,
+    /// Commit log syncs the store made, their mean duration, and appends per group commit.
+    fsyncs: u64,
+    fsync_mean_us: f64,
+    appends_per_group_commit: f64,
+    /// Time the store took to shut down (final flush included).
+    shutdown_ms: f64,
+}
+
+/// Counters the writers share.
+struct Shared {
+    log_bytes: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// What one writer did.
+struct WriterOutcome {
+    latency_ns: Histogram<u64>,
+    body_bytes: u64,
+}
+
+fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
+    let tmp = tempfile::Builder::new()
+        .prefix("tributary-bench-store-")
+        .tempdir_in(dir)
+        .with_context(|| format!("create a temporary directory in {}", dir.display()))?;
+    let config = store_config(tmp.path(), plan);
+    let store = MessageStore::open(config.clone()).context("open the benchmark store")?;
+    let (written, seconds) = write_phase(&store, plan)?;
+    let stats = store.stats();
+    let fsyncs = stats.flushes.load(Ordering::Relaxed);
+    let fsync_total_us = stats.flush_micros_total.load(Ordering::Relaxed);
+    let group_commits = stats.group_commits.load(Ordering::Relaxed);
+    let group_waiters = stats.group_commit_waiters.load(Ordering::Relaxed);
+    let log_bytes = stats.bytes_appended.load(Ordering::Relaxed);
+    let messages = written.latency_ns.len();
+    let (store, read_mb_s) = read_phase(store, config, plan, messages)?;
+    let shutdown_started = Instant::now();
+    store.shutdown().context("shut the benchmark store down")?;
+    let shutdown_ms = shutdown_started.elapsed().as_secs_f64() * 1e3;
+    drop(store);
+    tmp.close().context("remove the benchmark store")?;
+    let us = |q: f64| written.latency_ns.value_at_quantile(q) as f64 / 1e3;
+    Ok(RunResult {
+        kind: "run",
+        mode: mode_name(plan.flush),
+        size: plan.size,
+        writers: plan.writers,
+        messages,
+        log_bytes,
+        body_bytes: written.body_bytes,
+        seconds,
+        msgs_per_s: messages as f64 / seconds,
+        mb_s: log_bytes as f64 / MB / seconds,
+        body_mb_s: written.body_bytes as f64 / MB / seconds,
+        disk_pct: 0.0,
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: written.latency_ns.max() as f64 / 1e3,
+        read_mb_s,
+        fsyncs,
+        fsync_mean_us: ratio(fsync_total_us, fsyncs),
+        appends_per_group_commit: ratio(group_waiters, group_commits),
+        shutdown_ms,
+    })
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn store_config(dir: &Path, plan: &RunPlan) -> StoreConfig {
+    StoreConfig {
+        commitlog_segment_bytes: plan.segment_bytes,
+        flush_mode: match plan.flush {
+            FlushArg::Async => FlushMode::Async,
+            FlushArg::Sync => FlushMode::Sync,
+        },
+        ..StoreConfig::new(dir.join("store"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write phase
+
+/// Runs the writers until `plan.bytes` or `plan.max`; returns their merged outcome and the
+/// seconds from the start to the last acknowledgement.
+fn write_phase(store: &MessageStore, plan: &RunPlan) -> Result<(WriterOutcome, f64)> {
+    let shared = Shared {
+        log_bytes: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    };
+    let started = Instant::now();
+    let outcomes = std::thread::scope(|s| -> Result<Vec<WriterOutcome>> {
+        let mut handles = Vec::with_capacity(plan.writers);
+        for id in 0..plan.writers {
+            match spawn_writer(s, store, plan, &shared, id, started) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    shared.stop.store(true, Ordering::Release);
+                    return Err(e);
+                }
+            }
+        }
+        monitor(plan, &shared, &handles, started);
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow!("a writer thread panicked"))?)
+            .collect()
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((merge(outcomes)?, seconds))
+}
+
+fn spawn_writer<'scope, 'env>(
+    s: &'scope Scope<'scope, 'env>,
+    store: &'env MessageStore,
+    plan: &'env RunPlan,
+    shared: &'env Shared,
+    id: usize,
+    started: Instant,
+) -> Result<ScopedJoinHandle<'scope, Result<WriterOutcome>>> {
+    std::thread::Builder::new()
+        .name(format!("bench-writer-{id}"))
+        .spawn_scoped(s, move || {
+            let outcome = writer(store, plan, shared, id as u64, started);
+            if outcome.is_err() {
+                shared.stop.store(true, Ordering::Release);
+            }
+            outcome
+        })
+        .context("spawn a writer thread")
+}
+
+/// One writer: appends message after message, each acknowledged (durable in SYNC mode) before
+/// the next, until the run's byte budget or time limit is reached.
+fn writer(
+    store: &MessageStore,
+    plan: &RunPlan,
+    shared: &Shared,
+    id: u64,
+    started: Instant,
+) -> Result<WriterOutcome> {
+    let bodies = body_ring(id, plan.size);
+    let mut latency_ns = new_histogram()?;
+    let mut body_bytes = 0u64;
+    let mut key = String::new();
+    let deadline = started + plan.max;
+    let mut seq = id;
+    while !shared.stop.load(Ordering::Acquire) {
+        let msg = bench_message(seq, plan.queues, &bodies, &mut key);
+        let t0 = Instant::now();
+        let (appended, durable) = store.append(&msg).context("append")?;
+        durable
+            .wait()
+            .context("wait for the append to be durable")?;
+        let t1 = Instant::now();
+        latency_ns.saturating_record(t1.duration_since(t0).as_nanos() as u64);
+        body_bytes += msg.body.len() as u64;
+        let total = shared
+            .log_bytes
+            .fetch_add(u64::from(appended.size), Ordering::Relaxed)
+            + u64::from(appended.size);
+        if total >= plan.bytes || t1 >= deadline {
+            shared.stop.store(true, Ordering::Release);
+        }
+        seq += plan.writers as u64;
+    }
+    Ok(WriterOutcome {
+        latency_ns,
+        body_bytes,
+    })
+}
+
+/// The messages whose bodies a writer cycles through: `workload::message`s of sequence numbers
+/// of its own.
+fn body_ring(id: u64, size: usize) -> Vec<NewMessage> {
+    (0..BODIES_PER_WRITER)
+        .map(|i| workload::message(TOPIC, 1, id * BODIES_PER_WRITER + i, size))
+        .collect()
+}
+
+/// Message `seq`: as `workload::message` (queue `seq % queues`, unique KEYS, one of four TAGS)
+/// but with a body from the writer's ring.
+fn bench_message(seq: u64, queues: i32, bodies: &[NewMessage], key: &mut String) -> NewMessage {
+    use std::fmt::Write as _;
+    key.clear();
+    let _ = write!(key, "key-{seq}");
+    let body = bodies[(seq / 8) as usize % bodies.len()].body.clone();
+    NewMessage::new(TOPIC, (seq % queues as u64) as i32, body)
+        .with_properties([("KEYS", key.as_str()), ("TAGS", TAGS[(seq % 4) as usize])])
+}
+
+fn new_histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG)
+        .map_err(|e| anyhow!("create a latency histogram: {e:?}"))
+}
+
+fn merge(outcomes: Vec<WriterOutcome>) -> Result<WriterOutcome> {
+    let mut all = WriterOutcome {
+        latency_ns: new_histogram()?,
+        body_bytes: 0,
+    };
+    for o in outcomes {
+        all.latency_ns
+            .add(&o.latency_ns)
+            .map_err(|e| anyhow!("merge latency histograms: {e:?}"))?;
+        all.body_bytes += o.body_bytes;
+    }
+    Ok(all)
+}
+
+/// Waits for the writers, printing progress on stderr every few seconds.
+fn monitor<T>(
+    plan: &RunPlan,
+    shared: &Shared,
+    handles: &[ScopedJoinHandle<'_, T>],
+    started: Instant,
+) {
+    let mut next_report = started + PROGRESS_EVERY;
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(MONITOR_POLL);
+        let now = Instant::now();
+        if now >= next_report {
+            let secs = now.duration_since(started).as_secs_f64();
+            let bytes = shared.log_bytes.load(Ordering::Relaxed) as f64;
+            eprintln!(
+                "  [{}] {secs:.0}s: {:.0} MB appended, {:.1} MB/s",
+                plan.label(),
+                bytes / MB,
+                bytes / MB / secs
+            );
+            next_report = now + PROGRESS_EVERY;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read phase
+
+/// Reads every queue from offset 0 with pulls of 32 messages; returns the store (reopened when
+/// `plan.cold_read`) and the read MB/s of log bytes.
+fn read_phase(
+    store: MessageStore,
+    config: StoreConfig,
+    plan: &RunPlan,
+    expected: u64,
+) -> Result<(MessageStore, f64)> {
+    if !store.wait_dispatched(DISPATCH_TIMEOUT) {
+        bail!(
+            "the dispatcher did not index everything within {} s",
+            DISPATCH_TIMEOUT.as_secs()
+        );
+    }
+    let store = if plan.cold_read {
+        reopen_cold(store, config)?
+    } else {
+        store
+    };
+    let started = Instant::now();
+    let mut sink = Vec::with_capacity(READ_MAX_BYTES);
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    for queue in 0..plan.queues {
+        let (m, b) = read_queue(&store, queue, &mut sink)?;
+        messages += m;
+        bytes += b;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        messages == expected,
+        "read back {messages} messages, {expected} were appended"
+    );
+    Ok((store, bytes as f64 / MB / seconds))
+}
+
+/// Reads one queue to its end; every message is copied into `sink` as a send would copy it.
+fn read_queue(store: &MessageStore, queue: i32, sink: &mut Vec<u8>) -> Result<(u64, u64)> {
+    let end = store.max_offset(TOPIC, queue);
+    let (mut offset, mut messages, mut bytes) = (0i64, 0u64, 0u64);
+    while offset < end {
+        let got = store.get_messages(TOPIC, queue, offset, READ_BATCH, READ_MAX_BYTES, &AcceptAll);
+        if got.messages.is_empty() {
+            bail!(
+                "queue {queue}: no messages at offset {offset} of {end} ({:?})",
+                got.status
+            );
+        }
+        sink.clear();
+        for m in &got.messages {
+            sink.extend_from_slice(m.as_bytes());
+        }
+        std::hint::black_box(&sink);
+        messages += got.messages.len() as u64;
+        bytes += got.bytes as u64;
+        offset = got.next_begin_offset;
+    }
+    Ok((messages, bytes))
+}
+
+/// Shuts the store down, evicts its commit log from the page cache and opens it again.
+fn reopen_cold(store: MessageStore, config: StoreConfig) -> Result<MessageStore> {
+    store
+        .shutdown()
+        .context("shut the store down before a cold read")?;
+    drop(store);
+    let dir = config.data_dir.join("commitlog");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("list {}", dir.display()))?
+            .path();
+        evict(&path)?;
+    }
+    MessageStore::open(config).context("reopen the store for a cold read")
+}
+
+fn evict(path: &Path) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)
+        .with_context(|| format!("evict {} from the page cache", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+fn print_disk(disk: &DiskLimit, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(disk)?);
+    } else {
+        println!(
+            "disk: sequential write {:.0} MB/s ({} MB in 1 MiB chunks + fsync); \
+             fdatasync after a 4 KiB write: {:.0} µs extending the file, {:.0} µs overwriting",
+            disk.write_mb_s,
+            disk.probe_bytes / 1_000_000,
+            disk.fdatasync_append_us,
+            disk.fdatasync_overwrite_us
+        );
+    }
+    Ok(())
+}
+
+fn print_header() {
+    println!(
+        "{:<5} {:>6} {:>7} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>7}",
+        "mode",
+        "size",
+        "writers",
+        "msgs/s",
+        "MB/s",
+        "%disk",
+        "p50µs",
+        "p99µs",
+        "p999µs",
+        "maxµs",
+        "readMB/s",
+        "fsyncs",
+        "fsyncµs",
+        "batch"
+    );
+}
+
+fn print_run(r: &RunResult, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!(
+            "{:<5} {:>6} {:>7} {:>10.0} {:>8.1} {:>5.0}% {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>7} {:>8.0} {:>7.1}",
+            r.mode,
+            r.size,
+            r.writers,
+            r.msgs_per_s,
+            r.mb_s,
+            r.disk_pct,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.read_mb_s,
+            r.fsyncs,
+            r.fsync_mean_us,
+            r.appends_per_group_commit
+        );
+    }
+    Ok(())
 }

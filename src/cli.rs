@@ -137,12 +137,25 @@ pub struct BenchStoreArgs {
     /// Flush modes.
     #[arg(long, value_delimiter = ',', value_enum, default_value = "async,sync")]
     pub flush: Vec<FlushArg>,
-    /// Bytes to append per run.
-    #[arg(long, default_value_t = 512 << 20)]
+    /// Commit log bytes (records with their headers) to append per run.
+    #[arg(long, default_value_t = 1 << 30)]
     pub bytes: u64,
     /// Stop a run after this many seconds even if `--bytes` was not reached.
     #[arg(long, default_value_t = 20)]
     pub max_seconds: u64,
+    /// Queues of the benchmark topic that the writers spread their messages over.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    pub queues: i32,
+    /// Commit log segment size of the benchmark stores.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub segment_bytes: u64,
+    /// Bytes written (in 1 MiB chunks, then fsync) to measure the disk's sequential-write limit.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub disk_probe_bytes: u64,
+    /// Read back from disk rather than the page cache: restart the store and evict its files
+    /// from the cache before reading.
+    #[arg(long)]
+    pub cold_read: bool,
     /// Print results as JSON lines.
     #[arg(long)]
     pub json: bool,
