@@ -127,6 +127,9 @@ impl CommitLog {
         let current = self.segments.last().filter(|f| !f.is_full());
         for f in self.segments.files() {
             f.set_flushed(f.wrote());
+            if !f.is_full() && self.config.flush_mode == FlushMode::Sync {
+                f.advise_small_syncs();
+            }
         }
         let mut st = self.append.lock();
         st.current = current;
@@ -237,6 +240,7 @@ impl CommitLog {
             blank[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
             cur.write_at(cur.wrote(), &blank);
             cur.set_wrote(cur.size());
+            cur.advise_sequential_reads();
         }
         let base = match &st.current {
             Some(cur) => cur.base() + cur.size() as u64,
@@ -246,6 +250,9 @@ impl CommitLog {
                 .map_or(0, |l| l.base() + l.size() as u64),
         };
         let file = Arc::new(self.take_segment(base)?);
+        if self.config.flush_mode == FlushMode::Sync {
+            file.advise_small_syncs();
+        }
         self.segments.push(file.clone());
         self.stats.segment_rolls.fetch_add(1, Ordering::Relaxed);
         self.request_segment(base + self.config.commitlog_segment_bytes);

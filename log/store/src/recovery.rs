@@ -281,7 +281,8 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     let segments = inner.commitlog.segments();
     let checkpoint = Checkpoint::read(&config.checkpoint_path())?;
     let abort = config.abort_path().exists();
-    let abnormal = abort || checkpoint.is_none();
+    let fresh = segments.is_empty() && checkpoint.is_none() && !abort;
+    let abnormal = !fresh && (abort || checkpoint.is_none());
     let first = segments.min_offset();
     let start = checkpoint.map_or(first, |cp| {
         cp.logics_offset.min(cp.physic_flushed_offset).max(first)
