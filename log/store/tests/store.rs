@@ -311,23 +311,30 @@ fn crash(store: MessageStore) {
     std::mem::forget(store);
 }
 
-#[test]
-fn torn_tail_is_truncated_and_everything_before_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = MessageStore::open(config(dir.path())).expect("open");
-    fill(&store, 0, 99);
+/// Writes `n` messages, then one more, and leaves the directory as a crash during that last
+/// write would: the checkpoint from before it, and the abort marker. Returns the last record's
+/// offset and size; the caller damages it.
+fn crashed_during_last_write(dir: &Path, n: u64) -> (u64, u32) {
+    let store = MessageStore::open(config(dir)).expect("open");
+    fill(&store, 0, n);
     store.shutdown().expect("shutdown");
     drop(store);
-    // The checkpoint as it was before the last record: a crash leaves it lagging.
-    let lagging = fs::read(dir.path().join("checkpoint")).expect("checkpoint");
-    let store = MessageStore::open(config(dir.path())).expect("reopen");
-    let last = fill(&store, 99, 1)[0];
+    let lagging = fs::read(dir.join("checkpoint")).expect("checkpoint");
+    let store = MessageStore::open(config(dir)).expect("reopen");
+    let last = fill(&store, n, 1)[0];
     let (_, size) = record_at_or_after(&store, last);
     store.shutdown().expect("shutdown");
     drop(store);
-    // The last record's second half never reached the file; the abort marker is present.
-    fs::write(dir.path().join("checkpoint"), lagging).expect("restore checkpoint");
-    fs::write(dir.path().join("abort"), b"").expect("abort");
+    fs::write(dir.join("checkpoint"), lagging).expect("restore checkpoint");
+    fs::write(dir.join("abort"), b"").expect("abort");
+    (last, size)
+}
+
+#[test]
+fn torn_tail_is_truncated_and_everything_before_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (last, size) = crashed_during_last_write(dir.path(), 99);
+    // The last record's second half never reached the file.
     let seg = last - last % SEGMENT;
     let path = segment_path(dir.path(), seg);
     let mut bytes = fs::read(&path).expect("read");
@@ -356,18 +363,7 @@ fn torn_tail_is_truncated_and_everything_before_kept() {
 #[test]
 fn segment_file_truncated_mid_record_recovers_the_intact_prefix() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = MessageStore::open(config(dir.path())).expect("open");
-    fill(&store, 0, 60);
-    store.shutdown().expect("shutdown");
-    drop(store);
-    let lagging = fs::read(dir.path().join("checkpoint")).expect("checkpoint");
-    let store = MessageStore::open(config(dir.path())).expect("reopen");
-    let last = fill(&store, 60, 1)[0];
-    let (_, size) = record_at_or_after(&store, last);
-    store.shutdown().expect("shutdown");
-    drop(store);
-    fs::write(dir.path().join("checkpoint"), lagging).expect("restore checkpoint");
-    fs::write(dir.path().join("abort"), b"").expect("abort");
+    let (last, size) = crashed_during_last_write(dir.path(), 60);
     // Cut the file itself in the middle of the last record, as an interrupted copy would.
     let seg = last - last % SEGMENT;
     let f = OpenOptions::new()
