@@ -25,12 +25,11 @@ const ENTRY: usize = 20;
 
 /// RocketMQ's non-negative key hash of `topic#key`.
 pub fn key_hash(topic: &str, key: &str) -> i32 {
-    let h = topic
+    let units = topic
         .encode_utf16()
         .chain("#".encode_utf16())
-        .chain(key.encode_utf16())
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
-    let h = h.wrapping_abs();
+        .chain(key.encode_utf16());
+    let h = crate::record::java_hash_utf16(units).wrapping_abs();
     if h < 0 { 0 } else { h }
 }
 

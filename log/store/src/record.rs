@@ -84,8 +84,13 @@ pub fn body_crc(body: &[u8]) -> i32 {
 
 /// Java's `String.hashCode` over UTF-16 code units: RocketMQ's tag code and index key hash.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+    java_hash_utf16(s.encode_utf16())
+}
+
+/// Java's `String.hashCode` over a sequence of UTF-16 code units (for hashing concatenations
+/// without building them).
+pub fn java_hash_utf16(units: impl Iterator<Item = u16>) -> i32 {
+    units.fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }
 
 /// A message handed to the store for appending.
@@ -433,9 +438,6 @@ pub struct RecordView<'a> {
     pub properties: &'a str,
 }
 
-/// What the dispatcher reads of a record.
-pub type DispatchInfo<'a> = RecordView<'a>;
-
 /// Parses the record at the start of `buf` without copying, checking the body CRC when asked.
 pub fn view(buf: &[u8], check_crc: bool) -> Result<RecordView<'_>, RecordError> {
     let mut r = Reader { buf, pos: 0 };
@@ -529,11 +531,6 @@ pub fn decode(buf: &[u8], check_crc: bool) -> Result<StoredMessage, RecordError>
     })
 }
 
-/// Reads the dispatch fields of the record at the start of `buf` (see [`view`]).
-pub fn dispatch_info(buf: &[u8], check_crc: bool) -> Result<DispatchInfo<'_>, RecordError> {
-    view(buf, check_crc)
-}
-
 /// Reads STORETIMESTAMP of the record at the start of `buf`.
 pub fn store_timestamp(buf: &[u8]) -> Option<i64> {
     let flag = i32::from_be_bytes(buf.get(POS_SYS_FLAG..POS_SYS_FLAG + 4)?.try_into().ok()?);
@@ -570,7 +567,7 @@ mod tests {
                 size: enc.bytes.len()
             })
         );
-        let info = dispatch_info(&enc.bytes, true).expect("dispatch info");
+        let info = view(&enc.bytes, true).expect("view");
         assert_eq!((info.queue_offset, info.physical_offset), (42, 4096));
         assert_eq!(store_timestamp(&enc.bytes), Some(1_700_000_000_999));
         decode(&enc.bytes, true).expect("decode")
@@ -763,7 +760,7 @@ mod tests {
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = peek(&bytes, bytes.len());
             let _ = decode(&bytes, true);
-            let _ = dispatch_info(&bytes, true);
+            let _ = view(&bytes, true);
             let _ = store_timestamp(&bytes);
         }
     }

@@ -152,21 +152,19 @@ fn scan(segments: &SegmentQueue, from: u64, check_crc: bool) -> Scan {
                 }
                 off = file.base() + size as u64;
             }
-            Ok(Peek::Message { size: n }) => {
-                match record::dispatch_info(file.raw(pos, n), check_crc) {
-                    Ok(info) if info.physical_offset as u64 == off => {
-                        off += n as u64;
-                        records += 1;
-                    }
-                    Ok(info) => {
-                        return bad(format!(
-                            "record claims physical offset {}",
-                            info.physical_offset
-                        ));
-                    }
-                    Err(e) => return bad(e.to_string()),
+            Ok(Peek::Message { size: n }) => match record::view(file.raw(pos, n), check_crc) {
+                Ok(info) if info.physical_offset as u64 == off => {
+                    off += n as u64;
+                    records += 1;
                 }
-            }
+                Ok(info) => {
+                    return bad(format!(
+                        "record claims physical offset {}",
+                        info.physical_offset
+                    ));
+                }
+                Err(e) => return bad(e.to_string()),
+            },
             Err(e) => return bad(e.to_string()),
         }
     }
@@ -179,7 +177,7 @@ fn valid_data_after(segments: &SegmentQueue, at: u64) -> Option<u64> {
     let is_valid_at = |file: &MappedFile, pos: usize| {
         let base = file.base();
         match record::peek(file.raw(pos, 8), file.size() - pos) {
-            Ok(Peek::Message { size }) => record::dispatch_info(file.raw(pos, size), true)
+            Ok(Peek::Message { size }) => record::view(file.raw(pos, size), true)
                 .is_ok_and(|i| i.physical_offset as u64 == base + pos as u64),
             _ => false,
         }

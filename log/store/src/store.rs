@@ -33,6 +33,10 @@ pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
 pub trait MessageFilter {
     /// Judges a consume queue unit by its tag hash code.
     fn matches_tags_code(&self, tags_code: i64) -> bool;
+    /// Whether [`Self::matches_properties`] must be asked; when false, records are not parsed.
+    fn filters_properties(&self) -> bool {
+        false
+    }
     /// Judges the message itself by its encoded properties (SQL92 filters). Default: accept.
     fn matches_properties(&self, _properties: &str) -> bool {
         true
@@ -384,7 +388,8 @@ impl MessageStore {
                     physical_offset: unit.phy_offset as u64,
                     tags_code: unit.tags_code,
                 };
-                if let Ok(info) = record::dispatch_info(buf.as_bytes(), false)
+                if filter.filters_properties()
+                    && let Ok(info) = record::view(buf.as_bytes(), false)
                     && !filter.matches_properties(info.properties)
                 {
                     continue;
@@ -855,8 +860,7 @@ impl Inner {
                     let Some(bytes) = file.slice(pos, size) else {
                         break;
                     };
-                    let info =
-                        record::dispatch_info(bytes, false).map_err(|e| corrupt(e.to_string()))?;
+                    let info = record::view(bytes, false).map_err(|e| corrupt(e.to_string()))?;
                     self.dispatch_one(&info, from, touched)?;
                     from += size as u64;
                 }
@@ -867,7 +871,7 @@ impl Inner {
 
     fn dispatch_one(
         &self,
-        info: &record::DispatchInfo<'_>,
+        info: &record::RecordView<'_>,
         phy: u64,
         touched: &mut Vec<(String, i32, i64)>,
     ) -> Result<()> {

@@ -213,14 +213,8 @@ pub(super) fn encode(cmd: &RemotingCommand, out: &mut bytes::buf::Writer<&mut by
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::ExtFields;
 
-    fn fields(pairs: &[(&str, &str)]) -> ExtFields {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::command::test_fields as fields;
 
     fn command(
         code: i32,

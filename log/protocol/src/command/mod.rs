@@ -18,6 +18,15 @@ use crate::header::CommandHeader;
 /// order.
 pub type ExtFields = BTreeMap<String, String>;
 
+/// Builds extension fields from pairs, for tests across the crate.
+#[cfg(test)]
+pub(crate) fn test_fields(pairs: &[(&str, &str)]) -> ExtFields {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// Bit of [`RemotingCommand::flag`] set on responses.
 pub const FLAG_RESPONSE: i32 = 1;
 /// Bit of [`RemotingCommand::flag`] set on one-way requests (no response expected).

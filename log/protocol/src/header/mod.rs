@@ -226,12 +226,7 @@ pub(crate) use command_header;
 mod tests {
     use super::*;
 
-    fn fields(pairs: &[(&str, &str)]) -> ExtFields {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::command::test_fields as fields;
 
     #[test]
     fn booleans_are_lenient() {

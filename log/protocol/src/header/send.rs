@@ -176,14 +176,8 @@ command_header! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::ExtFields;
 
-    fn fields(pairs: &[(&str, &str)]) -> ExtFields {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::command::test_fields as fields;
 
     /// Each short name of the Java class, with the full name it stands for.
     const V2_NAMES: [(&str, &str); 14] = [
