@@ -313,7 +313,7 @@ impl CommitLog {
                         tracing::warn!(error = %e, base, "preallocating the next segment failed; the roll will retry");
                     }
                     a = self.allocator.state.lock();
-                    if a.wanted == Some(base) {
+                    if a.wanted == Some(base) && !a.stop {
                         a.ready = Some(made);
                     } else if let Ok(f) = made {
                         let _ = f.delete();

@@ -311,7 +311,10 @@ impl SegmentQueue {
                     reason: format!("gap after the file starting at {}", bases[i - 1]),
                 });
             }
-            if i + 1 == bases.len() {
+            if bases[i + 1..]
+                .iter()
+                .all(|&b| Self::never_written(&dir.join(fsutil::offset_file_name(b))))
+            {
                 Self::restore_short_last_file(&path, file_size)?;
             }
             files.push(Arc::new(MappedFile::open(&path, base, file_size as usize)?));
@@ -323,9 +326,20 @@ impl SegmentQueue {
         })
     }
 
-    /// A last file shorter than the file size lost its tail (a torn copy or a crash while the
-    /// filesystem extended it): give it back its size with zeros, so that recovery judges the
-    /// cut record like any torn write. A short file before the last is a layout error.
+    /// Whether a file holds nothing yet (a preallocated next segment): its first bytes are zero.
+    fn never_written(path: &Path) -> bool {
+        use std::io::Read;
+        let mut head = [0u8; 8];
+        fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+            && head == [0; 8]
+    }
+
+    /// The last file with data, shorter than the file size, lost its tail (a torn copy or a
+    /// crash while the filesystem extended it): give it back its size with zeros, so that
+    /// recovery judges the cut record like any torn write. Only never-written (preallocated)
+    /// files may follow it; a short file before real data is a layout error.
     fn restore_short_last_file(path: &Path, file_size: u64) -> Result<()> {
         let len = fs::metadata(path)
             .map_err(StoreError::io("stat segment", path))?
@@ -520,16 +534,23 @@ mod tests {
     #[test]
     fn layout_errors_are_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
-        // A short file before the last one is a layout error; a short last one is extended.
-        fs::write(dir.path().join(fsutil::offset_file_name(0)), [0u8; 100]).expect("write");
-        fs::write(dir.path().join(fsutil::offset_file_name(8192)), [0u8; 100]).expect("write");
+        // A short file before data is a layout error; a short file followed only by
+        // never-written (preallocated) files is extended, as is a short last one.
+        let name = |b: u64| dir.path().join(fsutil::offset_file_name(b));
+        fs::write(name(0), [0u8; 100]).expect("write");
+        fs::write(name(8192), [1u8; 8192]).expect("write");
         let err = SegmentQueue::load(dir.path(), 8192).expect_err("wrong size");
         assert!(err.to_string().contains("expected 8192"), "{err}");
-        fs::remove_file(dir.path().join(fsutil::offset_file_name(0))).expect("rm");
+        fs::write(name(8192), [0u8; 8192]).expect("write");
+        let q = SegmentQueue::load(dir.path(), 8192).expect("short file before a preallocated one");
+        assert_eq!(q.files()[0].size(), 8192);
+        drop(q);
+        fs::remove_file(name(0)).expect("rm");
+        fs::write(name(8192), [0u8; 100]).expect("write");
         let q = SegmentQueue::load(dir.path(), 8192).expect("a short last file is extended");
         assert_eq!(q.files()[0].size(), 8192);
         drop(q);
-        fs::remove_file(dir.path().join(fsutil::offset_file_name(8192))).expect("rm");
+        fs::remove_file(name(8192)).expect("rm");
         fs::write(
             dir.path().join(fsutil::offset_file_name(0)),
             vec![0u8; 8192],

@@ -27,6 +27,14 @@ fn config(dir: &Path) -> StoreConfig {
     c
 }
 
+/// SYNC flush: once `fill` returns every byte is flushed, so no flusher holds a segment while
+/// a test asks retention to delete it (a holder defers deletion by design).
+fn synced(dir: &Path) -> StoreConfig {
+    let mut c = config(dir);
+    c.flush_mode = FlushMode::Sync;
+    c
+}
+
 fn msg(topic: &str, queue: i32, i: u64) -> NewMessage {
     let key = format!("key-{i}");
     let tag = if i.is_multiple_of(2) { "even" } else { "odd" };
@@ -196,6 +204,25 @@ fn pull_statuses_filters_and_byte_limits() {
     assert_eq!(
         (bad.status, bad.next_begin_offset),
         (GetStatus::OffsetOverflowBadly, 10)
+    );
+    struct Key(&'static str);
+    impl MessageFilter for Key {
+        fn matches_tags_code(&self, _: i64) -> bool {
+            true
+        }
+        fn filters_properties(&self) -> bool {
+            true
+        }
+        fn matches_properties(&self, properties: &str) -> bool {
+            record::property(properties, "KEYS") == Some(self.0)
+        }
+    }
+    let by_props = store.get_messages("orders", 0, 0, 32, 1 << 20, &Key("key-6"));
+    assert_eq!(by_props.status, GetStatus::Found);
+    assert_eq!(by_props.messages.len(), 1);
+    assert_eq!(
+        by_props.messages[0].decode().expect("decode").body.as_ref(),
+        body_of(6).as_slice()
     );
     let bytes = store
         .get_messages("orders", 0, 0, 1, 1 << 20, &AcceptAll)
@@ -541,8 +568,12 @@ fn garbage_segment_file_is_a_clear_error() {
         "{err}"
     );
     fs::write(segment_path(dir.path(), 0), vec![0u8; 100]).expect("write");
-    fs::write(segment_path(dir.path(), SEGMENT), vec![0u8; 100]).expect("write");
-    let err = MessageStore::open(config(dir.path())).expect_err("a short segment before the last");
+    fs::write(
+        segment_path(dir.path(), SEGMENT),
+        vec![0xAB; SEGMENT as usize],
+    )
+    .expect("write");
+    let err = MessageStore::open(config(dir.path())).expect_err("a short segment before data");
     assert!(matches!(err, StoreError::Layout { .. }), "{err}");
 }
 
@@ -589,7 +620,7 @@ fn retention_deletes_expired_segments_at_the_configured_hour_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = Arc::new(FakeDisk::default());
     disk.set(0.3);
-    let store = MessageStore::open_with(config(dir.path()), disk.clone()).expect("open");
+    let store = MessageStore::open_with(synced(dir.path()), disk.clone()).expect("open");
     fill(&store, 0, 1500);
     let segments = fs::read_dir(dir.path().join("commitlog"))
         .expect("ls")
@@ -624,7 +655,7 @@ fn retention_never_deletes_a_segment_a_reader_holds_until_forced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = Arc::new(FakeDisk::default());
     disk.set(0.3);
-    let mut c = config(dir.path());
+    let mut c = synced(dir.path());
     c.retention.forcible_delete_interval_ms = 60_000;
     let store = MessageStore::open_with(c, disk).expect("open");
     fill(&store, 0, 600);
@@ -660,7 +691,7 @@ fn full_disk_refuses_writes_and_forces_cleaning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = Arc::new(FakeDisk::default());
     disk.set(0.5);
-    let store = MessageStore::open_with(config(dir.path()), disk.clone()).expect("open");
+    let store = MessageStore::open_with(synced(dir.path()), disk.clone()).expect("open");
     fill(&store, 0, 600);
     // Young segments, disk past the hard limit: writes refused with a clear error, and the
     // oldest segments deleted even though they have not expired.
