@@ -104,8 +104,22 @@ impl FrameCodec {
         command: &RemotingCommand,
         out: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
+        self.encode_head(command, out)?;
+        out.put_slice(&command.body);
+        Ok(())
+    }
+
+    /// Appends everything of `command`'s frame but the body: the length prefix (which counts
+    /// the body), the header-length word and the header. The caller writes `command.body`
+    /// right after, which lets a writer send a large body from its own buffer (vectored IO)
+    /// instead of copying it. On error `out` is left as it was.
+    pub fn encode_head(
+        &self,
+        command: &RemotingCommand,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
         let start = out.len();
-        out.reserve(PREFIX_LEN + 256 + command.body.len());
+        out.reserve(PREFIX_LEN + 256);
         out.put_u64(0);
         let result = command.encode_header(out).and_then(|()| {
             let header_len = out.len() - start - PREFIX_LEN;
@@ -131,16 +145,10 @@ impl FrameCodec {
             out[start + 4..start + 8].copy_from_slice(&word.to_be_bytes());
             Ok(())
         });
-        match result {
-            Ok(()) => {
-                out.put_slice(&command.body);
-                Ok(())
-            }
-            Err(e) => {
-                out.truncate(start);
-                Err(e)
-            }
+        if result.is_err() {
+            out.truncate(start);
         }
+        result
     }
 }
 
