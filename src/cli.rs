@@ -23,9 +23,15 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything on this machine: the message store (data under ./tributary-data by
-    /// default) and the HTTP endpoint with /metrics and /health.
+    /// Run everything on this machine: a NameServer (:9876), a broker (:10911) with its
+    /// message store (data under ./tributary-data by default), and the HTTP endpoint with
+    /// /metrics and /health (:8080).
     Server(ServerArgs),
+    /// Run a NameServer only (cluster mode): brokers register here, clients ask it for routes.
+    Namesrv(NamesrvArgs),
+    /// Run a broker only (cluster mode), registering with the NameServers given by --namesrv
+    /// or NAMESRV_ADDR.
+    Broker(ServerArgs),
     /// Inspect and exercise a store data directory (the server must not be running on it).
     #[command(subcommand)]
     Store(StoreCommand),
@@ -47,6 +53,29 @@ pub struct ServerArgs {
     /// HTTP listen address for /metrics and /health; overrides `http.listen` in the file.
     #[arg(long)]
     pub http_listen: Option<std::net::SocketAddr>,
+    /// NameServer listen address; overrides `namesrv.listen` (`server` only).
+    #[arg(long)]
+    pub namesrv_listen: Option<std::net::SocketAddr>,
+    /// Broker listen address; overrides `broker.listen`.
+    #[arg(long)]
+    pub broker_listen: Option<std::net::SocketAddr>,
+    /// NameServers the broker registers with, `host:port` separated by `;`; overrides
+    /// `broker.namesrv_addr`. `server` registers with its own NameServer as well.
+    #[arg(long, env = "NAMESRV_ADDR")]
+    pub namesrv: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NamesrvArgs {
+    /// TOML configuration file; only its `[namesrv]` section is used.
+    #[arg(long, short = 'c', env = "TRIBUTARY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address; overrides `namesrv.listen`.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// HTTP listen address for /metrics and /health.
+    #[arg(long, default_value = "0.0.0.0:9877")]
+    pub http_listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use tributary_broker::BrokerConfig;
+use tributary_namesrv::NamesrvConfig;
 use tributary_store::StoreConfig;
 
 /// The commented default configuration, printed by `tributary default-config`.
@@ -16,6 +18,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpConfig,
     pub store: StoreConfig,
+    pub namesrv: NamesrvConfig,
+    pub broker: BrokerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +34,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./tributary-data"),
             http: HttpConfig::default(),
             store: StoreConfig::default(),
+            namesrv: NamesrvConfig::default(),
+            broker: BrokerConfig::default(),
         }
     }
 }
@@ -47,6 +53,25 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         let mut c: Config = toml::from_str(text)?;
         c.derive_paths();
+        Ok(c)
+    }
+
+    /// Loads the file and applies the flags of `server` / `broker`.
+    pub fn from_args(args: &crate::cli::ServerArgs) -> anyhow::Result<Config> {
+        let mut c = Config::load(
+            args.config.as_deref(),
+            args.data_dir.clone(),
+            args.http_listen,
+        )?;
+        if let Some(l) = args.namesrv_listen {
+            c.namesrv.listen = l;
+        }
+        if let Some(l) = args.broker_listen {
+            c.broker.listen = l;
+        }
+        if let Some(list) = &args.namesrv {
+            c.broker.namesrv_addr = parse_namesrv_list(list);
+        }
         Ok(c)
     }
 
@@ -81,6 +106,15 @@ impl Config {
     }
 }
 
+/// Splits a NameServer list as RocketMQ clients do: `host:port` entries separated by `;`.
+pub fn parse_namesrv_list(list: &str) -> Vec<String> {
+    list.split(';')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +129,8 @@ mod tests {
         assert_eq!(format!("{:?}", parsed.store), format!("{built_store:?}"));
         assert_eq!(parsed.http.listen, built.http.listen);
         assert_eq!(parsed.data_dir, built.data_dir);
+        assert_eq!(parsed.namesrv, built.namesrv);
+        assert_eq!(parsed.broker, built.broker);
     }
 
     #[test]

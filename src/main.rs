@@ -24,18 +24,44 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tributary-io")
+        .build()
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
         Command::Server(args) => {
-            let config =
-                config::Config::load(args.config.as_deref(), args.data_dir, args.http_listen)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("tributary-io")
-                .build()?
-                .block_on(server::run(config))
+            let config = config::Config::from_args(&args)?;
+            let roles = server::Roles {
+                namesrv: true,
+                broker: true,
+            };
+            runtime()?.block_on(server::run(config, roles))
+        }
+        Command::Broker(args) => {
+            let config = config::Config::from_args(&args)?;
+            let roles = server::Roles {
+                namesrv: false,
+                broker: true,
+            };
+            runtime()?.block_on(server::run(config, roles))
+        }
+        Command::Namesrv(args) => {
+            let mut config = config::Config::load(args.config.as_deref(), None, None)?;
+            if let Some(l) = args.listen {
+                config.namesrv.listen = l;
+            }
+            config.http.listen = args.http_listen;
+            let roles = server::Roles {
+                namesrv: true,
+                broker: false,
+            };
+            runtime()?.block_on(server::run(config, roles))
         }
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => bench::store(args),

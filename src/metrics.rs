@@ -1,4 +1,5 @@
-//! Prometheus metrics: the store's counters exported through prometheus-client.
+//! Prometheus metrics: the store's, broker's and NameServer's counters, read at scrape time
+//! through prometheus-client collectors.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -6,8 +7,13 @@ use std::sync::atomic::Ordering;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use tributary_broker::Broker;
+use tributary_namesrv::NamesrvStats;
+use tributary_remoting::TransportStats;
 use tributary_store::MessageStore;
 
 /// Reads the store's counters at scrape time.
@@ -128,11 +134,250 @@ impl Collector for StoreCollector {
     }
 }
 
-/// A registry with every metric of a server.
-pub fn registry(store: Arc<MessageStore>) -> Registry {
-    let mut r = Registry::default();
+/// Adds the store's metrics (`tributary_store_*`).
+pub fn register_store(r: &mut Registry, store: Arc<MessageStore>) {
     r.register_collector(Box::new(StoreCollector(store)));
-    r
+}
+
+fn counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    let m = enc.encode_descriptor(name, help, None, c.metric_type())?;
+    c.encode(m)
+}
+
+fn gauge(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    let m = enc.encode_descriptor(name, help, None, g.metric_type())?;
+    g.encode(m)
+}
+
+/// Reads the broker's and its transport's counters at scrape time.
+#[derive(Debug)]
+struct BrokerCollector {
+    broker: Arc<Broker>,
+    transport: Arc<TransportStats>,
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.broker.stats();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "messages_in",
+                "Messages stored by send requests",
+                load(&s.messages_in),
+            ),
+            (
+                "bytes_in",
+                "Body bytes stored by send requests",
+                load(&s.bytes_in),
+            ),
+            (
+                "send_failures",
+                "Send requests refused or failed",
+                load(&s.send_failures),
+            ),
+            (
+                "flush_timeouts",
+                "Sends answered FLUSH_DISK_TIMEOUT",
+                load(&s.flush_timeouts),
+            ),
+            (
+                "messages_out",
+                "Messages returned by pulls",
+                load(&s.messages_out),
+            ),
+            (
+                "bytes_out",
+                "Record bytes returned by pulls",
+                load(&s.bytes_out),
+            ),
+            ("pulls", "Pull requests answered", load(&s.pulls)),
+            (
+                "topics_auto_created",
+                "Topics created by a first send",
+                load(&s.topics_auto_created),
+            ),
+        ];
+        for (name, help, v) in counters {
+            counter(&mut enc, &format!("tributary_broker_{name}"), help, v)?;
+        }
+        gauge(
+            &mut enc,
+            "tributary_broker_pulls_suspended",
+            "Pulls waiting for messages (long polling)",
+            s.pulls_suspended.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut enc,
+            "tributary_broker_topics",
+            "Topics configured on the broker",
+            self.broker.topics().names().len() as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "tributary_broker_consumer_groups_online",
+            "Consumer groups with a live client",
+            self.broker.clients().consumer_groups().len() as i64,
+        )?;
+        transport(&mut enc, "tributary_broker", &self.transport)
+    }
+}
+
+fn transport(
+    enc: &mut DescriptorEncoder<'_>,
+    prefix: &str,
+    t: &TransportStats,
+) -> Result<(), std::fmt::Error> {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    gauge(
+        enc,
+        &format!("{prefix}_connections_open"),
+        "Open remoting connections",
+        t.connections_open.load(Ordering::Relaxed),
+    )?;
+    let counters = [
+        (
+            "connections",
+            "Remoting connections accepted",
+            load(&t.connections_total),
+        ),
+        (
+            "connections_refused",
+            "Connections closed at the connection limit",
+            load(&t.connections_refused),
+        ),
+        (
+            "requests",
+            "Remoting requests received",
+            load(&t.requests_in),
+        ),
+        (
+            "frame_errors",
+            "Frames that closed their connection",
+            load(&t.frame_errors),
+        ),
+        (
+            "header_errors",
+            "Frames whose header did not decode",
+            load(&t.header_errors),
+        ),
+        (
+            "net_bytes_in",
+            "Bytes read from remoting connections",
+            load(&t.bytes_in),
+        ),
+        (
+            "net_bytes_out",
+            "Bytes written to remoting connections",
+            load(&t.bytes_out),
+        ),
+    ];
+    for (name, help, v) in counters {
+        counter(enc, &format!("{prefix}_{name}"), help, v)?;
+    }
+    Ok(())
+}
+
+/// Adds the broker's metrics (`tributary_broker_*`).
+pub fn register_broker(r: &mut Registry, broker: Arc<Broker>, transport: Arc<TransportStats>) {
+    r.register_collector(Box::new(BrokerCollector { broker, transport }));
+}
+
+/// Reads the NameServer's counters at scrape time.
+#[derive(Debug)]
+struct NamesrvCollector(Arc<NamesrvStats>);
+
+impl Collector for NamesrvCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let gauges = [
+            (
+                "brokers_live",
+                "Broker addresses registered and not expired",
+                load(&s.brokers_live),
+            ),
+            (
+                "broker_names",
+                "Broker names with at least one address",
+                load(&s.broker_names),
+            ),
+            (
+                "clusters",
+                "Clusters with at least one broker",
+                load(&s.clusters),
+            ),
+            ("topics", "Topics with a route", load(&s.topics)),
+        ];
+        for (name, help, v) in gauges {
+            gauge(
+                &mut enc,
+                &format!("tributary_namesrv_{name}"),
+                help,
+                v as i64,
+            )?;
+        }
+        let counters = [
+            (
+                "registrations",
+                "Broker registrations",
+                load(&s.registrations),
+            ),
+            (
+                "unregistrations",
+                "Brokers unregistered",
+                load(&s.unregistrations),
+            ),
+            (
+                "expirations",
+                "Brokers expired for not registering",
+                load(&s.expirations),
+            ),
+            (
+                "connection_closes",
+                "Brokers removed when their connection closed",
+                load(&s.connection_closes),
+            ),
+            (
+                "request_errors",
+                "Requests answered with an error",
+                load(&s.request_errors),
+            ),
+        ];
+        for (name, help, v) in counters {
+            counter(&mut enc, &format!("tributary_namesrv_{name}"), help, v)?;
+        }
+        let family = Family::<Vec<(String, String)>, Counter>::default();
+        for (code, n) in s.requests() {
+            family
+                .get_or_create(&vec![("code".to_string(), code.to_string())])
+                .inc_by(n);
+        }
+        let m = enc.encode_descriptor(
+            "tributary_namesrv_requests",
+            "Requests received, by request code",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(m)
+    }
+}
+
+/// Adds the NameServer's metrics (`tributary_namesrv_*`).
+pub fn register_namesrv(r: &mut Registry, stats: Arc<NamesrvStats>) {
+    r.register_collector(Box::new(NamesrvCollector(stats)));
 }
 
 /// Renders the registry in the Prometheus text format.

@@ -1,5 +1,7 @@
-//! `tributary server`: the store plus the HTTP endpoint, until SIGINT/SIGTERM.
+//! `tributary server | broker | namesrv`: the long-running services, with the HTTP endpoint,
+//! until SIGINT/SIGTERM.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -9,9 +11,20 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tributary_broker::Broker;
+use tributary_namesrv::NameServer;
 use tributary_store::MessageStore;
 
 use crate::config::Config;
+
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub namesrv: bool,
+    pub broker: bool,
+}
 
 #[derive(Clone)]
 struct AppState {
@@ -32,7 +45,7 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(token: CancellationToken) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -44,22 +57,76 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown requested");
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("shutdown requested"),
+        _ = term => tracing::info!("shutdown requested"),
+        () = token.cancelled() => {}
+    }
+    token.cancel();
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store_config = config.store.clone();
-    let store = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
-        .await?
-        .context("open the message store")?;
-    let store = Arc::new(store);
-    let report = store.recovery_report();
-    if let Some(d) = &report.damage {
-        tracing::error!(offset = d.offset, to = %d.quarantined_to.display(), "recovery quarantined corrupt data: {}", d.reason);
+/// The broker's address as a socket address, for STOREHOST in records.
+fn store_host(broker_addr: &str) -> anyhow::Result<SocketAddr> {
+    broker_addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolve broker address {broker_addr} (broker.broker_ip)"))?
+        .next()
+        .with_context(|| format!("broker address {broker_addr} resolves to nothing"))
+}
+
+/// Runs the services of `roles` until a signal, then shuts them down in order: listeners,
+/// then the broker (unregistering, writing offsets), then the store.
+pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let mut registry = Registry::default();
+
+    if roles.namesrv {
+        let namesrv = NameServer::new(config.namesrv.clone()).context("start the NameServer")?;
+        let listener = namesrv.bind().await.context("start the NameServer")?;
+        let addr = listener.local_addr();
+        crate::metrics::register_namesrv(&mut registry, namesrv.stats());
+        tasks.spawn(listener.run(shutdown.clone()));
+        if roles.broker {
+            // The broker registers with the NameServer next to it (and any others given).
+            let own = format!("127.0.0.1:{}", addr.port());
+            if !config.broker.namesrv_addr.contains(&own) {
+                config.broker.namesrv_addr.insert(0, own);
+            }
+        }
     }
+
+    let mut store = None;
+    if roles.broker {
+        anyhow::ensure!(
+            !config.broker.namesrv_addr.is_empty(),
+            "the broker has no NameServer to register with: give --namesrv host:port (or set NAMESRV_ADDR, or broker.namesrv_addr)"
+        );
+        let mut store_config = config.store.clone();
+        store_config.store_host = store_host(&config.broker.advertised_addr())?;
+        let opened = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
+            .await?
+            .context("open the message store")?;
+        let opened = Arc::new(opened);
+        let report = opened.recovery_report();
+        if let Some(d) = &report.damage {
+            tracing::error!(offset = d.offset, to = %d.quarantined_to.display(), "recovery quarantined corrupt data: {}", d.reason);
+        }
+        crate::metrics::register_store(&mut registry, opened.clone());
+        let broker = Broker::open(
+            config.broker.clone(),
+            opened.clone(),
+            &config.data_dir.join("broker"),
+        )
+        .context("open the broker's metadata")?;
+        let bound = broker.bind().await?;
+        crate::metrics::register_broker(&mut registry, broker.clone(), bound.transport_stats());
+        tasks.spawn(bound.run(shutdown.clone()));
+        store = Some(opened);
+    }
+
     let state = AppState {
-        registry: Arc::new(crate::metrics::registry(store.clone())),
+        registry: Arc::new(registry),
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -71,14 +138,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         data_dir = %config.data_dir.display(),
         http = %listener.local_addr()?,
+        namesrv = roles.namesrv.then(|| config.namesrv.listen.to_string()),
+        broker = roles.broker.then(|| config.broker.listen.to_string()),
         flush_mode = ?config.store.flush_mode,
-        "tributary server ready"
+        "tributary ready"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tokio::task::spawn_blocking(move || store.shutdown())
-        .await?
-        .context("shut down the store")?;
+    let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(shutdown.clone()));
+    let served = http.await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    if let Some(store) = store {
+        tokio::task::spawn_blocking(move || store.shutdown())
+            .await?
+            .context("shut down the store")?;
+    }
+    served.context("HTTP server")?;
     Ok(())
 }

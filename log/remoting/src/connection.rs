@@ -256,6 +256,14 @@ impl Connection {
         self.send(request).await
     }
 
+    /// Sends `request` one-way if the outbound queue has room, without waiting: for
+    /// best-effort notifications from places that cannot wait.
+    pub fn try_oneway(&self, mut request: RemotingCommand) -> Result<(), RemotingError> {
+        request.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        request.mark_oneway();
+        self.out.try_send(request).map_err(|_| self.closed_error())
+    }
+
     fn complete(&self, response: RemotingCommand) {
         let waiter = self.pending.lock().remove(&response.opaque);
         match waiter {

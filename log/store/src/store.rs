@@ -413,6 +413,15 @@ impl MessageStore {
 
     /// The record at `physical_offset`, CRC-checked.
     pub fn read_message(&self, physical_offset: u64) -> Result<Option<StoredMessage>> {
+        match self.read_record(physical_offset)? {
+            Some(buf) => buf.decode().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The record at `physical_offset` as stored, zero-copy and CRC-checked (for answers that
+    /// carry raw records, such as VIEW_MESSAGE_BY_ID).
+    pub fn read_record(&self, physical_offset: u64) -> Result<Option<MessageBuf>> {
         let cl = &self.inner.commitlog;
         let Some(file) = cl.segments().find(physical_offset) else {
             return Ok(None);
@@ -431,9 +440,18 @@ impl MessageStore {
                 let Some(bytes) = file.slice(pos, size) else {
                     return Ok(None);
                 };
-                record::decode(bytes, true)
-                    .map(Some)
-                    .map_err(|e| corrupt(e.to_string()))
+                let view = record::view(bytes, true).map_err(|e| corrupt(e.to_string()))?;
+                let queue_offset = view.queue_offset;
+                let tags_code = record::property(view.properties, record::PROPERTY_TAGS)
+                    .map_or(0, |t| i64::from(record::java_string_hash(t)));
+                Ok(Some(MessageBuf {
+                    file: file.clone(),
+                    pos,
+                    len: size,
+                    queue_offset,
+                    physical_offset,
+                    tags_code,
+                }))
             }
             Ok(_) => Ok(None),
             Err(e) => Err(corrupt(e.to_string())),
@@ -576,17 +594,35 @@ impl MessageStore {
         begin: i64,
         end: i64,
     ) -> Result<Vec<StoredMessage>> {
+        self.query_records_by_key(topic, key, max, begin, end)?
+            .iter()
+            .map(MessageBuf::decode)
+            .collect()
+    }
+
+    /// [`MessageStore::query_by_key`], returning the records as stored (zero-copy).
+    pub fn query_records_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+    ) -> Result<Vec<MessageBuf>> {
         let mut out = Vec::new();
         for phy in self.inner.index.query(topic, key, max, begin, end) {
-            let Some(m) = self.read_message(phy)? else {
+            let Some(buf) = self.read_record(phy)? else {
+                continue;
+            };
+            let Ok(m) = record::view(buf.as_bytes(), false) else {
                 continue;
             };
             let matches = m.topic == topic
-                && (m.property(record::PROPERTY_UNIQ_KEY) == Some(key)
-                    || m.property(record::PROPERTY_KEYS)
+                && (record::property(m.properties, record::PROPERTY_UNIQ_KEY) == Some(key)
+                    || record::property(m.properties, record::PROPERTY_KEYS)
                         .is_some_and(|ks| ks.split(record::KEY_SEPARATOR).any(|k| k == key)));
             if matches {
-                out.push(m);
+                out.push(buf);
             }
         }
         Ok(out)

@@ -10,13 +10,19 @@
 //! Encoding writes standard JSON (quoted keys), which fastjson, Go's `encoding/json` and
 //! JavaScript all read; Node's ali-ons cannot read the unquoted form at all.
 
+mod admin;
 mod cluster;
 mod consumer;
 mod heartbeat;
 mod lock;
+mod namesrv;
 mod route;
 mod topic_config;
 
+pub use admin::{
+    ClientConnection, ConsumerConnection, GroupList, SubscriptionGroupConfig,
+    SubscriptionGroupWrapper,
+};
 pub use cluster::ClusterInfo;
 pub use consumer::ConsumerListByGroup;
 pub use heartbeat::{
@@ -24,6 +30,7 @@ pub use heartbeat::{
     SubscriptionData,
 };
 pub use lock::{LockBatchRequestBody, LockBatchResponseBody, MessageQueue, UnlockBatchRequestBody};
+pub use namesrv::{KvTable, TopicList};
 pub use route::{BrokerData, QueueData, TopicRouteData};
 pub use topic_config::{
     DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper, TopicFilterType,

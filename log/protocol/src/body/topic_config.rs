@@ -64,6 +64,10 @@ pub struct DataVersion {
     pub counter: i64,
 }
 
+impl JsonBody for DataVersion {
+    const NAME: &'static str = "DataVersion";
+}
+
 /// All topic configurations of a broker with their version (GET_ALL_TOPIC_CONFIG body).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,6 +134,18 @@ mod tests {
         assert_eq!(topic.topic_filter_type, TopicFilterType::SingleTag);
         let again = RegisterBrokerBody::decode(&body.encode().expect("encodes")).expect("decodes");
         assert_eq!(again, body);
+    }
+
+    #[test]
+    fn data_version_alone_as_a_body() {
+        let json = r#"{"counter":7,"timestamp":1700000000000}"#;
+        let version = DataVersion::decode(json.as_bytes()).expect("decodes");
+        assert_eq!(
+            (version.counter, version.timestamp, version.state_version),
+            (7, 1_700_000_000_000, 0)
+        );
+        let again = DataVersion::decode(&version.encode().expect("encodes")).expect("decodes");
+        assert_eq!(again, version);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! NameServer headers: REGISTER_BROKER (103), UNREGISTER_BROKER (104), GET_ROUTEINFO_BY_TOPIC
-//! (105), the KV config requests (100–102), DELETE_TOPIC_IN_NAMESRV (216) and
-//! QUERY_DATA_VERSION (322).
+//! (105), the KV config requests (100–102, 219), WIPE/ADD_WRITE_PERM_OF_BROKER (205, 327),
+//! DELETE_TOPIC_IN_NAMESRV (216), GET_TOPICS_BY_CLUSTER (224) and QUERY_DATA_VERSION (322).
 
 use super::command_header;
 
@@ -132,5 +132,97 @@ command_header! {
     pub struct QueryDataVersionResponseHeader {
         /// Whether the broker's data version differs from the one the NameServer holds.
         required changed: bool = "changed",
+    }
+}
+
+command_header! {
+    /// Request header of GET_KVLIST_BY_NAMESPACE; the answer body is a
+    /// [`crate::body::KvTable`], or code QUERY_NOT_FOUND (22) for an unknown namespace.
+    pub struct GetKvListByNamespaceRequestHeader {
+        /// Namespace.
+        required namespace: String = "namespace",
+    }
+}
+
+command_header! {
+    /// Request header of GET_TOPICS_BY_CLUSTER; the answer body is a
+    /// [`crate::body::TopicList`].
+    pub struct GetTopicsByClusterRequestHeader {
+        /// Cluster name.
+        required cluster: String = "cluster",
+    }
+}
+
+command_header! {
+    /// Request header of WIPE_WRITE_PERM_OF_BROKER: make every queue of a broker read-only.
+    pub struct WipeWritePermOfBrokerRequestHeader {
+        /// Broker name.
+        required broker_name: String = "brokerName",
+    }
+}
+
+command_header! {
+    /// Response header of WIPE_WRITE_PERM_OF_BROKER.
+    pub struct WipeWritePermOfBrokerResponseHeader {
+        /// Topics whose queue data on the broker changed.
+        required wipe_topic_count: i32 = "wipeTopicCount",
+    }
+}
+
+command_header! {
+    /// Request header of ADD_WRITE_PERM_OF_BROKER: make every queue of a broker writable again.
+    pub struct AddWritePermOfBrokerRequestHeader {
+        /// Broker name.
+        required broker_name: String = "brokerName",
+    }
+}
+
+command_header! {
+    /// Response header of ADD_WRITE_PERM_OF_BROKER.
+    pub struct AddWritePermOfBrokerResponseHeader {
+        /// Topics whose queue data on the broker changed.
+        required add_topic_count: i32 = "addTopicCount",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::test_fields as fields;
+    use crate::header::CommandHeader;
+
+    #[test]
+    fn namesrv_admin_headers_use_the_java_field_names() {
+        let kv = GetKvListByNamespaceRequestHeader::from_ext_fields(&fields(&[(
+            "namespace",
+            "ORDER_TOPIC_CONFIG",
+        )]));
+        assert_eq!(
+            kv.ok().map(|h| h.namespace).as_deref(),
+            Some("ORDER_TOPIC_CONFIG")
+        );
+        let by_cluster =
+            GetTopicsByClusterRequestHeader::from_ext_fields(&fields(&[("cluster", "C")]));
+        assert_eq!(by_cluster.ok().map(|h| h.cluster).as_deref(), Some("C"));
+        let wipe = WipeWritePermOfBrokerRequestHeader::from_ext_fields(&fields(&[(
+            "brokerName",
+            "broker-a",
+        )]));
+        assert_eq!(
+            wipe.ok().map(|h| h.broker_name).as_deref(),
+            Some("broker-a")
+        );
+        assert!(AddWritePermOfBrokerRequestHeader::from_ext_fields(&fields(&[])).is_err());
+        assert_eq!(
+            WipeWritePermOfBrokerResponseHeader {
+                wipe_topic_count: 3
+            }
+            .to_ext_fields(),
+            fields(&[("wipeTopicCount", "3")])
+        );
+        assert_eq!(
+            AddWritePermOfBrokerResponseHeader { add_topic_count: 2 }.to_ext_fields(),
+            fields(&[("addTopicCount", "2")])
+        );
     }
 }

@@ -1,0 +1,79 @@
+//! Broker configuration: the `[broker]` section of the config file.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the broker can be told. Every limit is here, with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Address the remoting server listens on.
+    pub listen: SocketAddr,
+    /// Host (IP or name) clients are told to connect to; with the listen port it forms the
+    /// broker address registered with the NameServers and written as STOREHOST in records.
+    pub broker_ip: String,
+    /// Broker name; brokers of one name form a master/slave set.
+    pub broker_name: String,
+    /// Cluster the broker registers under.
+    pub cluster_name: String,
+    /// 0 for a master.
+    pub broker_id: i64,
+    /// NameServer addresses (`host:port`); empty means the NameServer of this process
+    /// (`tributary server`) or `NAMESRV_ADDR`.
+    pub namesrv_addr: Vec<String>,
+    /// How often the broker re-registers with every NameServer, ms.
+    pub register_interval_ms: u64,
+    /// Create a topic on its first send (from the `TBW102` template) when it does not exist.
+    pub auto_create_topic: bool,
+    /// Queues of an auto-created topic (the template's queue count caps it).
+    pub default_topic_queue_nums: i32,
+    /// Longest a pull may be held waiting for messages (long polling), ms; a client's
+    /// `suspendTimeoutMillis` above this is capped.
+    pub long_polling_max_ms: u64,
+    /// Most messages one pull returns.
+    pub max_pull_messages: usize,
+    /// Most bytes one pull returns (at least one message is returned).
+    pub max_pull_bytes: usize,
+    /// A client silent for this long is dropped from its groups, ms (clients heartbeat every 30 s).
+    pub client_expiry_ms: u64,
+    /// A queue lock not renewed for this long expires, ms (orderly consumers renew every 20 s).
+    pub lock_expiry_ms: u64,
+    /// How often consumer offsets are written to disk, ms.
+    pub offset_flush_interval_ms: u64,
+    /// Connections the broker accepts at once.
+    pub max_connections: usize,
+    /// Requests one connection may have in progress at once.
+    pub max_in_flight_requests: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 10911)),
+            broker_ip: "127.0.0.1".into(),
+            broker_name: "broker-a".into(),
+            cluster_name: "DefaultCluster".into(),
+            broker_id: 0,
+            namesrv_addr: Vec::new(),
+            register_interval_ms: 30_000,
+            auto_create_topic: true,
+            default_topic_queue_nums: 8,
+            long_polling_max_ms: 30_000,
+            max_pull_messages: 1024,
+            max_pull_bytes: 4 << 20,
+            client_expiry_ms: 120_000,
+            lock_expiry_ms: 60_000,
+            offset_flush_interval_ms: 5_000,
+            max_connections: 10_000,
+            max_in_flight_requests: 4096,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The address clients and NameServers know this broker by: `broker_ip:listen port`.
+    pub fn advertised_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip, self.listen.port())
+    }
+}

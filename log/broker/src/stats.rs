@@ -1,0 +1,32 @@
+//! Broker counters, read by the binary's Prometheus endpoint.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// What the broker has done since it started.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// Messages stored by send requests.
+    pub messages_in: AtomicU64,
+    /// Body bytes stored by send requests.
+    pub bytes_in: AtomicU64,
+    /// Send requests refused or failed (any non-SUCCESS answer).
+    pub send_failures: AtomicU64,
+    /// Sends answered FLUSH_DISK_TIMEOUT.
+    pub flush_timeouts: AtomicU64,
+    /// Messages returned by pulls.
+    pub messages_out: AtomicU64,
+    /// Record bytes returned by pulls.
+    pub bytes_out: AtomicU64,
+    /// Pull requests answered.
+    pub pulls: AtomicU64,
+    /// Pulls waiting for messages now (long polling).
+    pub pulls_suspended: AtomicI64,
+    /// Topics created by a first send.
+    pub topics_auto_created: AtomicU64,
+}
+
+impl BrokerStats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}

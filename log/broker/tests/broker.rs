@@ -1,0 +1,692 @@
+//! The broker over loopback, driven with raw remoting requests as a RocketMQ client sends
+//! them, with a real NameServer beside it.
+// Tests await or abort every task they spawn.
+#![allow(clippy::disallowed_methods)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::sync::CancellationToken;
+use tributary_broker::{Broker, BrokerConfig};
+use tributary_namesrv::{NameServer, NamesrvConfig};
+use tributary_protocol::body::{
+    ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerListByGroup, HeartbeatData, JsonBody,
+    LockBatchRequestBody, LockBatchResponseBody, MessageModel, MessageQueue, SubscriptionData,
+    TopicRouteData,
+};
+use tributary_protocol::header::{
+    CreateTopicRequestHeader, GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader,
+    GetMaxOffsetResponseHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    QueryMessageRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+};
+use tributary_protocol::message::{BatchMessage, OffsetMessageId, encode_batch};
+use tributary_protocol::{RemotingCommand, codes, sysflag};
+use tributary_remoting::{Connection, Handler, HandlerFuture, RemotingClient, TransportConfig};
+use tributary_store::{FlushMode, MessageStore, StoreConfig, StoredMessage};
+
+use codes::request as rq;
+use codes::response as rs;
+
+const T: Duration = Duration::from_secs(10);
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    broker: Arc<Broker>,
+    store: Arc<MessageStore>,
+    broker_addr: String,
+    namesrv_addr: String,
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Cluster {
+    async fn start(flush: FlushMode, tweak: impl FnOnce(&mut BrokerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, flush, tweak).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        flush: FlushMode,
+        tweak: impl FnOnce(&mut BrokerConfig),
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let namesrv = NameServer::new(NamesrvConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..NamesrvConfig::default()
+        })
+        .expect("namesrv");
+        let listener = namesrv.bind().await.expect("bind namesrv");
+        let namesrv_addr = listener.local_addr().to_string();
+        tasks.spawn(listener.run(stop.clone()));
+
+        // Bind first to learn the port, then open the store with it as STOREHOST.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        let port = probe.local_addr().expect("addr").port();
+        drop(probe);
+        let mut config = BrokerConfig {
+            listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+            namesrv_addr: vec![namesrv_addr.clone()],
+            ..BrokerConfig::default()
+        };
+        tweak(&mut config);
+        let mut store_config = StoreConfig::new(dir.path().join("store"));
+        store_config.commitlog_segment_bytes = 16 << 20;
+        store_config.index_slots = 1024;
+        store_config.index_entries = 4096;
+        store_config.flush_mode = flush;
+        store_config.store_host = config.advertised_addr().parse().expect("addr");
+        let store = Arc::new(MessageStore::open(store_config).expect("store"));
+        let broker =
+            Broker::open(config, store.clone(), &dir.path().join("broker")).expect("broker");
+        let bound = broker.bind().await.expect("bind broker");
+        let broker_addr = broker.addr().to_string();
+        tasks.spawn(bound.run(stop.clone()));
+        Self {
+            _dir: dir,
+            broker,
+            store,
+            broker_addr,
+            namesrv_addr,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Stops everything and returns the data directory for a restart.
+    async fn stop(mut self) -> tempfile::TempDir {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.store.shutdown().expect("store shutdown");
+        self._dir
+    }
+}
+
+fn send_header(topic: &str, queue_id: i32, properties: &str) -> SendMessageRequestHeader {
+    SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        flag: 0,
+        properties: Some(properties.into()),
+        reconsume_times: None,
+        unit_mode: None,
+        batch: None,
+        max_reconsume_times: None,
+        broker_name: None,
+    }
+}
+
+fn props(tags: &str, keys: &str) -> String {
+    format!("TAGS\u{1}{tags}\u{2}KEYS\u{1}{keys}\u{2}")
+}
+
+async fn send(
+    client: &RemotingClient,
+    addr: &str,
+    topic: &str,
+    queue_id: i32,
+    body: &str,
+    properties: &str,
+) -> RemotingCommand {
+    let request = RemotingCommand::new_request(rq::SEND_MESSAGE, 0)
+        .with_header(&send_header(topic, queue_id, properties))
+        .with_body(Bytes::from(body.to_string()));
+    client
+        .invoke(addr, request, T)
+        .await
+        .expect("send answered")
+}
+
+fn pull_request(group: &str, topic: &str, queue_id: i32, offset: i64) -> PullMessageRequestHeader {
+    PullMessageRequestHeader {
+        consumer_group: group.into(),
+        topic: topic.into(),
+        queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag: sysflag::pull::build(false, false, true, false),
+        commit_offset: 0,
+        suspend_timeout_millis: 0,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+        request_source: None,
+        proxy_forward_client_id: None,
+    }
+}
+
+async fn pull(
+    client: &RemotingClient,
+    addr: &str,
+    header: &PullMessageRequestHeader,
+) -> (i32, PullMessageResponseHeader, Vec<StoredMessage>) {
+    let request = RemotingCommand::new_request(rq::PULL_MESSAGE, 0).with_header(header);
+    let r = client
+        .invoke(addr, request, T)
+        .await
+        .expect("pull answered");
+    let h: PullMessageResponseHeader = r.decode_header().expect("pull header on every answer");
+    (r.code, h, decode_all(&r.body))
+}
+
+fn decode_all(mut body: &[u8]) -> Vec<StoredMessage> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let m = tributary_store::record::decode(body, true).expect("whole records");
+        body = &body[m.total_size as usize..];
+        out.push(m);
+    }
+    out
+}
+
+#[tokio::test]
+async fn send_then_pull_view_and_query_by_key() {
+    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let client = RemotingClient::default();
+    let addr = c.broker_addr.as_str();
+
+    let mut offsets = Vec::new();
+    for i in 0..5 {
+        let r = send(
+            &client,
+            addr,
+            "Orders",
+            1,
+            &format!("order {i}"),
+            &props("TagA", &format!("k{i}")),
+        )
+        .await;
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        let h: SendMessageResponseHeader = r.decode_header().expect("send header");
+        assert_eq!((h.queue_id, h.queue_offset), (1, i));
+        assert_eq!(
+            r.ext_fields.get("MSG_REGION").map(String::as_str),
+            Some("DefaultRegion")
+        );
+        offsets.push(OffsetMessageId::decode(&h.msg_id).expect("offset msg id"));
+    }
+    // V2 short header names.
+    let v2 = SendMessageRequestHeaderV2::from(send_header("Orders", 1, &props("TagB", "k5")));
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::SEND_MESSAGE_V2, 0)
+                .with_header(&v2)
+                .with_body("order 5"),
+            T,
+        )
+        .await
+        .expect("v2");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+
+    assert!(c.store.wait_dispatched(T));
+    let (code, h, messages) = pull(&client, addr, &pull_request("g", "Orders", 1, 0)).await;
+    assert_eq!(code, rs::SUCCESS);
+    assert_eq!((h.next_begin_offset, h.min_offset, h.max_offset), (6, 0, 6));
+    let bodies: Vec<String> = messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into())
+        .collect();
+    assert_eq!(
+        bodies,
+        (0..6).map(|i| format!("order {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(messages[0].store_host.to_string(), c.broker_addr);
+
+    // Tags: only TagB.
+    let mut tag_b = pull_request("g", "Orders", 1, 0);
+    tag_b.subscription = Some("TagB || TagC".into());
+    let (code, _, messages) = pull(&client, addr, &tag_b).await;
+    assert_eq!(code, rs::SUCCESS);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(&messages[0].body[..], b"order 5");
+
+    // At the end: PULL_NOT_FOUND, with the offsets still in the header.
+    let (code, h, _) = pull(&client, addr, &pull_request("g", "Orders", 1, 6)).await;
+    assert_eq!(
+        (code, h.max_offset, h.next_begin_offset),
+        (rs::PULL_NOT_FOUND, 6, 6)
+    );
+    let (code, h, _) = pull(&client, addr, &pull_request("g", "Orders", 1, 600)).await;
+    assert_eq!((code, h.next_begin_offset), (rs::PULL_OFFSET_MOVED, 6));
+
+    // View by offset message id: the raw record.
+    let view = ViewMessageRequestHeader {
+        offset: offsets[2].commit_log_offset,
+        topic: None,
+    };
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::VIEW_MESSAGE_BY_ID, 0).with_header(&view),
+            T,
+        )
+        .await
+        .expect("view");
+    assert_eq!(r.code, rs::SUCCESS);
+    assert_eq!(&decode_all(&r.body)[0].body[..], b"order 2");
+
+    // Query by key.
+    let q = QueryMessageRequestHeader {
+        topic: "Orders".into(),
+        key: "k3".into(),
+        max_num: 32,
+        begin_timestamp: 0,
+        end_timestamp: i64::MAX,
+    };
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::QUERY_MESSAGE, 0).with_header(&q),
+            T,
+        )
+        .await
+        .expect("query");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let found = decode_all(&r.body);
+    assert_eq!(found.len(), 1);
+    assert_eq!(&found[0].body[..], b"order 3");
+
+    // Max offset.
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::GET_MAX_OFFSET, 0).with_header(
+                &GetMaxOffsetRequestHeader {
+                    topic: "Orders".into(),
+                    queue_id: 1,
+                    committed: None,
+                },
+            ),
+            T,
+        )
+        .await
+        .expect("max");
+    assert_eq!(
+        r.decode_header::<GetMaxOffsetResponseHeader>()
+            .expect("h")
+            .offset,
+        6
+    );
+
+    // The auto-created topic reached the NameServer.
+    let mut route = None;
+    for _ in 0..100 {
+        let r = client
+            .invoke(
+                &c.namesrv_addr,
+                RemotingCommand::new_request(rq::GET_ROUTEINFO_BY_TOPIC, 0).with_header(
+                    &GetRouteInfoRequestHeader {
+                        topic: "Orders".into(),
+                        accept_standard_json_only: None,
+                    },
+                ),
+                T,
+            )
+            .await
+            .expect("route");
+        if r.code == rs::SUCCESS {
+            route = Some(TopicRouteData::decode(&r.body).expect("route body"));
+            break;
+        }
+        // The broker registers right after auto-creating; wait for that round trip.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let route = route.expect("route registered");
+    assert_eq!(route.queue_datas[0].write_queue_nums, 4);
+    assert_eq!(
+        route.broker_datas[0].broker_addrs.get(&0),
+        Some(&c.broker_addr)
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_poll_is_woken_by_the_next_send() {
+    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let client = RemotingClient::default();
+    let addr = c.broker_addr.clone();
+    let r = send(&client, &addr, "Waits", 0, "first", "").await;
+    assert_eq!(r.code, rs::SUCCESS);
+    assert!(c.store.wait_dispatched(T));
+
+    let mut header = pull_request("g", "Waits", 0, 1);
+    header.sys_flag = sysflag::pull::build(false, true, true, false);
+    header.suspend_timeout_millis = 30_000;
+    let parked = {
+        let client = client.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move { pull(&client, &addr, &header).await })
+    };
+    // Wait until the broker holds the pull, then send.
+    while c.broker.stats().pulls_suspended.load(Ordering::Relaxed) == 0 {
+        assert!(
+            !parked.is_finished(),
+            "the pull was answered instead of held"
+        );
+        tokio::task::yield_now().await;
+    }
+    let r = send(&client, &addr, "Waits", 0, "second", "").await;
+    assert_eq!(r.code, rs::SUCCESS);
+    let (code, h, messages) = parked.await.expect("join");
+    assert_eq!(code, rs::SUCCESS);
+    assert_eq!(h.next_begin_offset, 2);
+    assert_eq!(&messages[0].body[..], b"second");
+
+    // A held pull whose time runs out is answered PULL_NOT_FOUND.
+    let mut header = pull_request("g", "Waits", 0, 2);
+    header.sys_flag = sysflag::pull::build(false, true, true, false);
+    header.suspend_timeout_millis = 50;
+    let (code, h, _) = pull(&client, &addr, &header).await;
+    assert_eq!((code, h.next_begin_offset), (rs::PULL_NOT_FOUND, 2));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn sync_flush_batches_and_bad_sends() {
+    let c = Cluster::start(FlushMode::Sync, |cfg| cfg.auto_create_topic = false).await;
+    let client = RemotingClient::default();
+    let addr = c.broker_addr.as_str();
+
+    // No auto-creation: unknown topics are refused until created.
+    let r = send(&client, addr, "Batches", 0, "x", "").await;
+    assert_eq!(r.code, rs::TOPIC_NOT_EXIST, "{:?}", r.remark);
+    let create = CreateTopicRequestHeader {
+        topic: "Batches".into(),
+        default_topic: "TBW102".into(),
+        read_queue_nums: 2,
+        write_queue_nums: 2,
+        perm: 6,
+        topic_filter_type: "SINGLE_TAG".into(),
+        topic_sys_flag: None,
+        order: false,
+        attributes: None,
+        force: None,
+    };
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::UPDATE_AND_CREATE_TOPIC, 0).with_header(&create),
+            T,
+        )
+        .await
+        .expect("create");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+
+    let batch: Vec<BatchMessage> = (0..10)
+        .map(|i| BatchMessage {
+            flag: 0,
+            body: Bytes::from(format!("batch {i}")),
+            properties: [("KEYS".to_string(), format!("bk{i}"))]
+                .into_iter()
+                .collect(),
+        })
+        .collect();
+    let mut body = BytesMut::new();
+    encode_batch(&batch, &mut body).expect("encode batch");
+    let header = SendMessageRequestHeaderV2::from(send_header("Batches", 1, ""));
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::SEND_BATCH_MESSAGE, 0)
+                .with_header(&header)
+                .with_body(body.freeze()),
+            T,
+        )
+        .await
+        .expect("batch");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let h: SendMessageResponseHeader = r.decode_header().expect("header");
+    assert_eq!(h.msg_id.split(',').count(), 10);
+    // SYNC: acknowledged means flushed.
+    let last = OffsetMessageId::decode(h.msg_id.split(',').last().expect("ids")).expect("id");
+    assert!(c.store.commitlog_flushed_offset() > last.commit_log_offset as u64);
+    assert!(c.store.wait_dispatched(T));
+    let (_, h, messages) = pull(&client, addr, &pull_request("g", "Batches", 1, 0)).await;
+    assert_eq!(h.max_offset, 10);
+    assert_eq!(messages.len(), 10);
+    assert_eq!(messages[9].property("KEYS"), Some("bk9"));
+
+    // Bad input: a queue out of range, a bad topic name, an oversize message, a missing header.
+    let r = send(&client, addr, "Batches", 7, "x", "").await;
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    assert!(
+        r.remark
+            .unwrap_or_default()
+            .contains("queueId[7] is illegal")
+    );
+    let r = send(&client, addr, "bad topic!", 0, "x", "").await;
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    let huge = "x".repeat(5 << 20);
+    let r = send(&client, addr, "Batches", 0, &huge, "").await;
+    assert_eq!(r.code, rs::MESSAGE_ILLEGAL, "{:?}", r.remark);
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::SEND_MESSAGE, 0).with_body("no header"),
+            T,
+        )
+        .await
+        .expect("answered");
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    let r = client
+        .invoke(addr, RemotingCommand::new_request(99_999, 0), T)
+        .await
+        .expect("answered");
+    assert_eq!(r.code, rs::REQUEST_CODE_NOT_SUPPORTED);
+    // Nothing of the refused sends was stored.
+    assert_eq!(c.store.max_offset("Batches", 0), 0);
+    c.stop().await;
+}
+
+/// Counts NOTIFY_CONSUMER_IDS_CHANGED requests a client receives.
+#[derive(Default, Clone)]
+struct Notified(Arc<(AtomicUsize, tokio::sync::Notify)>);
+impl Handler for Notified {
+    fn handle(&self, _conn: &Arc<Connection>, request: RemotingCommand) -> HandlerFuture {
+        if request.code == rq::NOTIFY_CONSUMER_IDS_CHANGED {
+            self.0.0.fetch_add(1, Ordering::SeqCst);
+            self.0.1.notify_waiters();
+        }
+        Box::pin(async { None })
+    }
+}
+
+fn heartbeat(client_id: &str, group: &str, topic: &str) -> RemotingCommand {
+    let data = HeartbeatData {
+        client_id: client_id.into(),
+        producer_data_set: vec![],
+        consumer_data_set: vec![ConsumerData {
+            group_name: group.into(),
+            consume_type: ConsumeType::ConsumePassively,
+            message_model: MessageModel::Clustering,
+            consume_from_where: ConsumeFromWhere::default(),
+            subscription_data_set: vec![SubscriptionData {
+                class_filter_mode: false,
+                topic: topic.into(),
+                sub_string: "*".into(),
+                tags_set: vec![],
+                code_set: vec![],
+                sub_version: 1,
+                expression_type: "TAG".into(),
+                filter_class_source: None,
+            }],
+            unit_mode: false,
+        }],
+    };
+    RemotingCommand::new_request(rq::HEART_BEAT, 0).with_body(data.encode().expect("encode"))
+}
+
+async fn consumer_ids(client: &RemotingClient, addr: &str, group: &str) -> Vec<String> {
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::GET_CONSUMER_LIST_BY_GROUP, 0).with_header(
+                &GetConsumerListByGroupRequestHeader {
+                    consumer_group: group.into(),
+                },
+            ),
+            T,
+        )
+        .await
+        .expect("list");
+    if r.code != rs::SUCCESS {
+        return vec![];
+    }
+    ConsumerListByGroup::decode(&r.body)
+        .expect("body")
+        .consumer_id_list
+}
+
+#[tokio::test]
+async fn consumers_join_leave_lock_and_commit_offsets_that_survive_a_restart() {
+    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let addr = c.broker_addr.clone();
+    assert_eq!(
+        send(&RemotingClient::default(), &addr, "Jobs", 0, "x", "")
+            .await
+            .code,
+        rs::SUCCESS
+    );
+
+    let seen_a = Notified::default();
+    let a = RemotingClient::new(TransportConfig::default(), Arc::new(seen_a.clone()));
+    let b = RemotingClient::new(TransportConfig::default(), Arc::new(Notified::default()));
+    assert_eq!(
+        a.invoke(&addr, heartbeat("a@1", "workers", "Jobs"), T)
+            .await
+            .expect("hb")
+            .code,
+        rs::SUCCESS
+    );
+    assert_eq!(consumer_ids(&a, &addr, "workers").await, vec!["a@1"]);
+    // The group's retry topic exists for clustering consumers.
+    assert!(c.broker.topics().get("%RETRY%workers").is_some());
+
+    // b joins: a is told.
+    let joined = seen_a.0.1.notified();
+    assert_eq!(
+        b.invoke(&addr, heartbeat("b@1", "workers", "Jobs"), T)
+            .await
+            .expect("hb")
+            .code,
+        rs::SUCCESS
+    );
+    joined.await;
+    assert_eq!(consumer_ids(&a, &addr, "workers").await, vec!["a@1", "b@1"]);
+
+    // Locks: one owner per queue.
+    let mq = |q| MessageQueue {
+        topic: "Jobs".into(),
+        broker_name: "broker-a".into(),
+        queue_id: q,
+    };
+    let lock = |client_id: &str, queues: Vec<MessageQueue>| {
+        RemotingCommand::new_request(rq::LOCK_BATCH_MQ, 0).with_body(
+            LockBatchRequestBody {
+                consumer_group: "workers".into(),
+                client_id: client_id.into(),
+                only_this_broker: false,
+                mq_set: queues,
+            }
+            .encode()
+            .expect("encode"),
+        )
+    };
+    let r = a
+        .invoke(&addr, lock("a@1", vec![mq(0), mq(1)]), T)
+        .await
+        .expect("lock");
+    assert_eq!(
+        LockBatchResponseBody::decode(&r.body)
+            .expect("body")
+            .lock_ok_mq_set
+            .len(),
+        2
+    );
+    let r = b
+        .invoke(&addr, lock("b@1", vec![mq(1), mq(2)]), T)
+        .await
+        .expect("lock");
+    assert_eq!(
+        LockBatchResponseBody::decode(&r.body)
+            .expect("body")
+            .lock_ok_mq_set,
+        vec![mq(2)]
+    );
+
+    // b's connection closes: a is told again and b leaves the group.
+    let left = seen_a.0.1.notified();
+    b.shutdown().await;
+    left.await;
+    assert_eq!(consumer_ids(&a, &addr, "workers").await, vec!["a@1"]);
+    assert!(seen_a.0.0.load(Ordering::SeqCst) >= 2);
+
+    // Offsets: unknown, then committed.
+    let query = RemotingCommand::new_request(rq::QUERY_CONSUMER_OFFSET, 0).with_header(
+        &QueryConsumerOffsetRequestHeader {
+            consumer_group: "workers".into(),
+            topic: "Jobs".into(),
+            queue_id: 0,
+            set_zero_if_not_found: None,
+        },
+    );
+    let r = a.invoke(&addr, query.clone(), T).await.expect("query");
+    assert_eq!(r.code, rs::QUERY_NOT_FOUND);
+    let update = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "workers".into(),
+        topic: "Jobs".into(),
+        queue_id: 0,
+        commit_offset: 1,
+    };
+    let r = a
+        .invoke(
+            &addr,
+            RemotingCommand::new_request(rq::UPDATE_CONSUMER_OFFSET, 0).with_header(&update),
+            T,
+        )
+        .await
+        .expect("update");
+    assert_eq!(r.code, rs::SUCCESS);
+    let r = a.invoke(&addr, query.clone(), T).await.expect("query");
+    assert_eq!(
+        r.decode_header::<QueryConsumerOffsetResponseHeader>()
+            .expect("h")
+            .offset,
+        1
+    );
+    a.shutdown().await;
+
+    // Restart on the same directory: offsets and topics are still there.
+    let dir = c.stop().await;
+    let c = Cluster::start_in(dir, FlushMode::Async, |_| {}).await;
+    let client = RemotingClient::default();
+    let r = client
+        .invoke(&c.broker_addr, query, T)
+        .await
+        .expect("query");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(
+        r.decode_header::<QueryConsumerOffsetResponseHeader>()
+            .expect("h")
+            .offset,
+        1
+    );
+    assert_eq!(
+        c.broker.topics().get("Jobs").map(|t| t.write_queue_nums),
+        Some(4)
+    );
+    assert_eq!(c.store.max_offset("Jobs", 0), 1);
+    c.stop().await;
+}
