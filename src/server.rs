@@ -85,6 +85,7 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         let namesrv = NameServer::new(config.namesrv.clone()).context("start the NameServer")?;
         let listener = namesrv.bind().await.context("start the NameServer")?;
         let addr = listener.local_addr();
+        config.namesrv.listen = addr;
         crate::metrics::register_namesrv(&mut registry, namesrv.stats());
         tasks.spawn(listener.run(shutdown.clone()));
         if roles.broker {
@@ -102,6 +103,11 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
             !config.broker.namesrv_addr.is_empty(),
             "the broker has no NameServer to register with: give --namesrv host:port (or set NAMESRV_ADDR, or broker.namesrv_addr)"
         );
+        // Bind first: with port 0 the advertised address needs the real port.
+        let broker_listener = tokio::net::TcpListener::bind(config.broker.listen)
+            .await
+            .with_context(|| format!("bind broker on {}", config.broker.listen))?;
+        config.broker.listen = broker_listener.local_addr()?;
         let mut store_config = config.store.clone();
         store_config.store_host = store_host(&config.broker.advertised_addr())?;
         let opened = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
@@ -119,7 +125,7 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
             &config.data_dir.join("broker"),
         )
         .context("open the broker's metadata")?;
-        let bound = broker.bind().await?;
+        let bound = broker.serve_on(broker_listener);
         crate::metrics::register_broker(&mut registry, broker.clone(), bound.transport_stats());
         tasks.spawn(bound.run(shutdown.clone()));
         store = Some(opened);
@@ -141,7 +147,7 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
         namesrv = roles.namesrv.then(|| config.namesrv.listen.to_string()),
         broker = roles.broker.then(|| config.broker.listen.to_string()),
         flush_mode = ?config.store.flush_mode,
-        "tributary ready"
+        "tributary server ready"
     );
     let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(shutdown.clone()));
     let served = http.await;

@@ -1,9 +1,13 @@
 //! `tributary server` end to end: starts, serves /health and /metrics, shuts down cleanly on
 //! SIGTERM (checkpoint written, abort marker removed), and refuses a bad config clearly.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use common::TestServer;
 
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -26,46 +30,11 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Starts the server and waits for its "ready" log line; returns the HTTP address.
-fn start(data_dir: &std::path::Path) -> (Child, SocketAddr, std::thread::JoinHandle<()>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args([
-            "--log-format",
-            "json",
-            "server",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn server");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before it was ready")
-            .expect("read");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("log line {line:?} is not JSON: {e}"));
-        if v["fields"]["message"] == "tributary server ready" {
-            break v["fields"]["http"]
-                .as_str()
-                .expect("http field")
-                .parse()
-                .expect("address");
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    let drain = std::thread::spawn(move || for _ in lines {});
-    (child, addr, drain)
-}
-
 #[test]
 fn server_serves_metrics_and_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, addr, drain) = start(dir.path());
+    let server = TestServer::start(dir.path(), &[]);
+    let addr = server.http;
     let (status, body) = http_get(addr, "/health");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (status, metrics) = http_get(addr, "/metrics");
@@ -74,6 +43,10 @@ fn server_serves_metrics_and_shuts_down_cleanly() {
         "tributary_store_messages_appended_total",
         "tributary_store_commitlog_max_offset_bytes",
         "tributary_store_disk_used_basis_points",
+        "tributary_broker_messages_in_total",
+        "tributary_broker_connections_open",
+        "tributary_namesrv_brokers_live",
+        "tributary_namesrv_requests_total{code=\"REGISTER_BROKER\"}",
     ] {
         assert!(
             metrics.contains(name),
@@ -86,16 +59,7 @@ fn server_serves_metrics_and_shuts_down_cleanly() {
         store.join("abort").exists(),
         "a running store has its abort marker"
     );
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let status = child.wait().expect("wait");
-    drain.join().expect("drain");
+    let status = server.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     assert!(
         !store.join("abort").exists(),

@@ -151,30 +151,40 @@ impl Broker {
         &self.stats
     }
 
-    /// Binds the remoting listener (so that the caller knows the port is taken before
-    /// anything else starts).
-    pub async fn bind(self: &Arc<Self>) -> std::io::Result<BoundBroker> {
-        let transport = TransportConfig {
+    fn transport_config(&self) -> TransportConfig {
+        TransportConfig {
             max_connections: self.config.max_connections,
             max_in_flight_requests: self.config.max_in_flight_requests,
             ..TransportConfig::default()
-        };
-        let server = RemotingServer::bind(
-            self.config.listen,
+        }
+    }
+
+    /// Binds the remoting listener on `listen` (so that the caller knows the port is taken
+    /// before anything else starts).
+    pub async fn bind(self: &Arc<Self>) -> std::io::Result<BoundBroker> {
+        let listener = tokio::net::TcpListener::bind(self.config.listen)
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("bind broker on {}: {e}", self.config.listen),
+                )
+            })?;
+        Ok(self.serve_on(listener))
+    }
+
+    /// Serves on a listener the caller bound: with port 0 in `listen`, bind first, put the
+    /// port into the configuration, then open the broker.
+    pub fn serve_on(self: &Arc<Self>, listener: tokio::net::TcpListener) -> BoundBroker {
+        let server = RemotingServer::from_listener(
+            listener,
             Arc::new(processor::BrokerHandler(self.clone())),
-            transport,
-        )
-        .await
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("bind broker on {}: {e}", self.config.listen),
-            )
-        })?;
-        Ok(BoundBroker {
+            self.transport_config(),
+        );
+        BoundBroker {
             broker: self.clone(),
             server,
-        })
+        }
     }
 
     fn register_header(&self) -> RegisterBrokerRequestHeader {

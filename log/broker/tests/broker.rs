@@ -450,7 +450,7 @@ async fn sync_flush_batches_and_bad_sends() {
     let h: SendMessageResponseHeader = r.decode_header().expect("header");
     assert_eq!(h.msg_id.split(',').count(), 10);
     // SYNC: acknowledged means flushed.
-    let last = OffsetMessageId::decode(h.msg_id.split(',').last().expect("ids")).expect("id");
+    let last = OffsetMessageId::decode(h.msg_id.split(',').next_back().expect("ids")).expect("id");
     assert!(c.store.commitlog_flushed_offset() > last.commit_log_offset as u64);
     assert!(c.store.wait_dispatched(T));
     let (_, h, messages) = pull(&client, addr, &pull_request("g", "Batches", 1, 0)).await;

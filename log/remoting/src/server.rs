@@ -44,6 +44,21 @@ impl RemotingServer {
         })
     }
 
+    /// Serves an already bound listener (to learn a port-0 address before building the
+    /// handler).
+    pub fn from_listener(
+        listener: TcpListener,
+        handler: Arc<dyn Handler>,
+        config: TransportConfig,
+    ) -> Self {
+        Self {
+            listener,
+            handler,
+            config,
+            stats: Arc::default(),
+        }
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()

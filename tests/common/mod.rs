@@ -1,0 +1,107 @@
+//! Starting and stopping the real `tributary server` for end-to-end tests.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+/// A running `tributary server` on free loopback ports.
+pub struct TestServer {
+    child: Child,
+    drain: Option<std::thread::JoinHandle<()>>,
+    /// HTTP endpoint (/metrics, /health).
+    pub http: SocketAddr,
+    /// NameServer address, `host:port`.
+    pub namesrv: String,
+    /// Broker address, `host:port`.
+    pub broker: String,
+}
+
+impl TestServer {
+    /// Starts the server on `data_dir` with `extra` arguments and waits for its ready line.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["--log-format", "json", "server"])
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--namesrv-listen", "127.0.0.1:0"])
+            .args(["--broker-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("NAMESRV_ADDR")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let ready = loop {
+            let line = lines
+                .next()
+                .expect("server exited before it was ready")
+                .expect("read");
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log line {line:?} is not JSON: {e}"));
+            if v["fields"]["message"] == "tributary server ready" {
+                break v;
+            }
+        };
+        let field = |name: &str| {
+            ready["fields"][name]
+                .as_str()
+                .unwrap_or_else(|| panic!("ready line lacks {name}: {ready}"))
+                .to_string()
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        let drain = std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            drain: Some(drain),
+            http: field("http").parse().expect("http address"),
+            namesrv: field("namesrv"),
+            broker: field("broker"),
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        self.signal("-TERM");
+        self.wait()
+    }
+
+    /// SIGKILL, then waits for the exit.
+    pub fn kill(mut self) -> ExitStatus {
+        self.signal("-KILL");
+        self.wait()
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let status = self.child.wait().expect("wait");
+        if let Some(d) = self.drain.take() {
+            d.join().expect("drain");
+        }
+        status
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.drain.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
