@@ -1,0 +1,573 @@
+//! [`Admin`]: topic and consumer-group administration over the remoting protocol, the
+//! operations `mqadmin` offers and the CLI builds on.
+//!
+//! Queue offsets and group lag are computed from per-queue requests every broker serves
+//! (GET_MIN/MAX_OFFSET, QUERY_CONSUMER_OFFSET), so they work against any RocketMQ-compatible
+//! broker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use tributary_protocol::RemotingCommand;
+use tributary_protocol::body::{
+    ClusterInfo, JsonBody, MessageModel, SubscriptionData, TopicRouteData, quote_integer_keys,
+};
+use tributary_protocol::codes::{request, response};
+use tributary_protocol::header::{
+    CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
+    GetConsumerListByGroupRequestHeader,
+};
+use tributary_protocol::perm;
+
+use crate::config::ClientConfig;
+use crate::error::{ClientError, Result};
+use crate::instance::{ClientInstance, broker_error, with_fields};
+use crate::message::{AUTO_CREATE_TOPIC_KEY, MessageExt, MessageQueue, retry_topic};
+use crate::producer::validate_topic;
+use crate::route::MASTER_ID;
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Readable queues per broker (8).
+    pub read_queue_nums: i32,
+    /// Writable queues per broker (8).
+    pub write_queue_nums: i32,
+    /// Permission bits (read + write).
+    pub perm: i32,
+    /// Ordered topic.
+    pub order: bool,
+}
+
+impl TopicSpec {
+    /// A readable and writable topic with `queues` queues per broker.
+    pub fn new(name: impl Into<String>, queues: i32) -> Self {
+        Self {
+            name: name.into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: perm::READ | perm::WRITE,
+            order: false,
+        }
+    }
+}
+
+/// Where to create a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicTarget {
+    /// One broker, by address.
+    Broker(String),
+    /// Every master of a cluster.
+    Cluster(String),
+    /// Every master the NameServer knows.
+    AllBrokers,
+}
+
+/// A queue's stored range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// The queue.
+    pub queue: MessageQueue,
+    /// Smallest offset still stored.
+    pub min_offset: i64,
+    /// Offset after the last message.
+    pub max_offset: i64,
+}
+
+/// A consumer group's progress on one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLag {
+    /// The queue.
+    pub queue: MessageQueue,
+    /// Offset after the last message of the queue.
+    pub broker_offset: i64,
+    /// The group's committed offset, `None` when it has none.
+    pub consumer_offset: Option<i64>,
+    /// Messages not yet consumed: `broker_offset - consumer_offset` (all of them when the
+    /// group has no offset).
+    pub lag: i64,
+}
+
+/// A consumer group's progress on every queue of the topics it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupProgress {
+    /// The group.
+    pub group: String,
+    /// Per queue, sorted.
+    pub queues: Vec<QueueLag>,
+}
+
+impl GroupProgress {
+    /// The lag summed over every queue.
+    pub fn total_lag(&self) -> i64 {
+        self.queues.iter().map(|q| q.lag).sum()
+    }
+}
+
+/// One client connected to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerConnectionInfo {
+    /// Client id.
+    #[serde(default)]
+    pub client_id: String,
+    /// Client address as the broker sees it.
+    #[serde(default)]
+    pub client_addr: String,
+    /// Client language.
+    #[serde(default, deserialize_with = "any_string")]
+    pub language: String,
+    /// Client version ordinal.
+    #[serde(default)]
+    pub version: i64,
+}
+
+/// The live members of a consumer group and what they subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerConnections {
+    /// Connected clients.
+    pub connections: Vec<ConsumerConnectionInfo>,
+    /// Subscriptions by topic.
+    pub subscriptions: BTreeMap<String, SubscriptionData>,
+    /// Clustering or broadcasting, when the broker says.
+    pub message_model: Option<MessageModel>,
+    /// The consume type name (`CONSUME_PASSIVELY`, ...), as the broker wrote it.
+    pub consume_type: Option<String>,
+}
+
+/// The GET_CONSUMER_CONNECTION_LIST body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumerConnectionBody {
+    #[serde(default)]
+    connection_set: Vec<ConsumerConnectionInfo>,
+    #[serde(default)]
+    subscription_table: BTreeMap<String, SubscriptionData>,
+    #[serde(default)]
+    message_model: Option<MessageModel>,
+    #[serde(default, deserialize_with = "any_opt_string")]
+    consume_type: Option<String>,
+}
+
+/// The TopicList body (GET_ALL_TOPIC_LIST_FROM_NAMESERVER, QUERY_TOPICS_BY_CONSUMER).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicListBody {
+    #[serde(default)]
+    topic_list: Vec<String>,
+}
+
+/// The GET_ALL_SUBSCRIPTIONGROUP_CONFIG body (only the group names are read).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionGroupBody {
+    #[serde(default)]
+    subscription_group_table: BTreeMap<String, serde_json::Value>,
+}
+
+fn any_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(any_opt_string(d)?.unwrap_or_default())
+}
+
+fn any_opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
+}
+
+/// Decodes a fastjson body leniently (bare integer map keys are quoted first).
+fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T> {
+    let text = String::from_utf8_lossy(body);
+    serde_json::from_str(&quote_integer_keys(&text)).map_err(|e| ClientError::Decode {
+        position: 0,
+        reason: format!("{what}: {e}"),
+    })
+}
+
+/// Administration of topics and consumer groups.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    instance: ClientInstance,
+    owns_instance: bool,
+}
+
+impl Admin {
+    /// An admin client on its own client instance.
+    pub async fn start(client: ClientConfig) -> Result<Self> {
+        Ok(Self {
+            instance: ClientInstance::start(client).await?,
+            owns_instance: true,
+        })
+    }
+
+    /// An admin client on a shared instance.
+    pub fn with_instance(instance: ClientInstance) -> Self {
+        Self {
+            instance,
+            owns_instance: false,
+        }
+    }
+
+    /// The client instance.
+    pub fn instance(&self) -> &ClientInstance {
+        &self.instance
+    }
+
+    /// Shuts its own client instance down.
+    pub async fn shutdown(&self) {
+        if self.owns_instance {
+            self.instance.shutdown().await;
+        }
+    }
+
+    /// The brokers and clusters the NameServer knows.
+    pub async fn cluster_info(&self) -> Result<ClusterInfo> {
+        let request = RemotingCommand::new_request(request::GET_BROKER_CLUSTER_INFO, 0);
+        let response = self.instance.invoke_namesrv(request).await?;
+        let response = ok_from_namesrv(request::GET_BROKER_CLUSTER_INFO, response)?;
+        Ok(ClusterInfo::decode(&response.body)?)
+    }
+
+    /// Master addresses of a target.
+    async fn masters(&self, target: &TopicTarget) -> Result<Vec<String>> {
+        if let TopicTarget::Broker(addr) = target {
+            return Ok(vec![addr.clone()]);
+        }
+        let info = self.cluster_info().await?;
+        let names: BTreeSet<&String> = match target {
+            TopicTarget::Cluster(cluster) => info
+                .cluster_addr_table
+                .get(cluster)
+                .ok_or_else(|| ClientError::invalid(format!("no cluster named {cluster}")))?
+                .iter()
+                .collect(),
+            _ => info.broker_addr_table.keys().collect(),
+        };
+        Ok(names
+            .into_iter()
+            .filter_map(|name| info.broker_addr_table.get(name))
+            .filter_map(|b| b.broker_addrs.get(&MASTER_ID).cloned())
+            .collect())
+    }
+
+    /// Creates (or updates) a topic on the target's brokers; returns the broker addresses
+    /// that took it.
+    pub async fn create_topic(
+        &self,
+        spec: &TopicSpec,
+        target: &TopicTarget,
+    ) -> Result<Vec<String>> {
+        validate_topic(&spec.name)?;
+        if spec.read_queue_nums <= 0 || spec.write_queue_nums <= 0 {
+            return Err(ClientError::invalid("queue counts must be at least 1"));
+        }
+        let masters = self.masters(target).await?;
+        if masters.is_empty() {
+            return Err(ClientError::invalid("no broker to create the topic on"));
+        }
+        let header = CreateTopicRequestHeader {
+            topic: spec.name.clone(),
+            default_topic: AUTO_CREATE_TOPIC_KEY.into(),
+            read_queue_nums: spec.read_queue_nums,
+            write_queue_nums: spec.write_queue_nums,
+            perm: spec.perm,
+            topic_filter_type: "SINGLE_TAG".into(),
+            topic_sys_flag: Some(0),
+            order: spec.order,
+            attributes: None,
+            force: None,
+        };
+        for addr in &masters {
+            let request = RemotingCommand::new_request(request::UPDATE_AND_CREATE_TOPIC, 0)
+                .with_header(&header);
+            self.instance.request(addr, request).await?;
+        }
+        Ok(masters)
+    }
+
+    /// Deletes a topic from the brokers that carry it and from every NameServer.
+    pub async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let route = self.instance.fetch_route(topic).await?;
+        let masters: Vec<String> = route
+            .iter()
+            .flat_map(|r| r.broker_datas.iter())
+            .filter_map(|b| b.broker_addrs.get(&MASTER_ID).cloned())
+            .collect();
+        for addr in &masters {
+            let request = RemotingCommand::new_request(request::DELETE_TOPIC_IN_BROKER, 0)
+                .with_header(&DeleteTopicRequestHeader {
+                    topic: topic.to_owned(),
+                });
+            self.instance.request(addr, request).await?;
+        }
+        for addr in self.instance.namesrv_addrs().to_vec() {
+            let request = RemotingCommand::new_request(request::DELETE_TOPIC_IN_NAMESRV, 0)
+                .with_header(&DeleteTopicFromNamesrvRequestHeader {
+                    topic: topic.to_owned(),
+                    cluster_name: None,
+                });
+            self.instance.request(&addr, request).await?;
+        }
+        Ok(())
+    }
+
+    /// Every topic the NameServer knows, sorted.
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let request = RemotingCommand::new_request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, 0);
+        let response = self.instance.invoke_namesrv(request).await?;
+        let response = ok_from_namesrv(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, response)?;
+        let mut topics = decode_json::<TopicListBody>(&response.body, "TopicList")?.topic_list;
+        topics.sort();
+        topics.dedup();
+        Ok(topics)
+    }
+
+    /// A topic's route.
+    pub async fn topic_route(&self, topic: &str) -> Result<TopicRouteData> {
+        self.instance
+            .fetch_route(topic)
+            .await?
+            .ok_or_else(|| ClientError::NoRoute {
+                topic: topic.to_owned(),
+            })
+    }
+
+    /// Every readable queue of a topic with its stored range.
+    pub async fn topic_status(&self, topic: &str) -> Result<Vec<QueueStatus>> {
+        let route = self
+            .instance
+            .update_route(topic)
+            .await?
+            .filter(|r| !r.from_template)
+            .ok_or_else(|| ClientError::NoRoute {
+                topic: topic.to_owned(),
+            })?;
+        let queries = route.subscribe_queues.iter().map(|mq| async move {
+            let min = self.instance.min_offset(mq).await?;
+            let max = self.instance.max_offset(mq).await?;
+            Ok::<_, ClientError>(QueueStatus {
+                queue: mq.clone(),
+                min_offset: min,
+                max_offset: max,
+            })
+        });
+        futures_util::future::join_all(queries)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Consumer groups known to the brokers (subscription group configurations), sorted.
+    pub async fn consumer_groups(&self) -> Result<Vec<String>> {
+        let mut groups = BTreeSet::new();
+        for addr in self.masters(&TopicTarget::AllBrokers).await? {
+            let request =
+                RemotingCommand::new_request(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, 0);
+            let response = self.instance.request(&addr, request).await?;
+            let body: SubscriptionGroupBody =
+                decode_json(&response.body, "SubscriptionGroupWrapper")?;
+            groups.extend(body.subscription_group_table.into_keys());
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// The live members of a group, from the first broker that knows it.
+    pub async fn consumer_connections(&self, group: &str) -> Result<ConsumerConnections> {
+        let mut last = None;
+        for addr in self.masters(&TopicTarget::AllBrokers).await? {
+            let request = RemotingCommand::new_request(request::GET_CONSUMER_CONNECTION_LIST, 0)
+                .with_header(&GetConsumerListByGroupRequestHeader {
+                    consumer_group: group.to_owned(),
+                });
+            match self.instance.request(&addr, request).await {
+                Ok(response) => {
+                    let body: ConsumerConnectionBody =
+                        decode_json(&response.body, "ConsumerConnection")?;
+                    return Ok(ConsumerConnections {
+                        connections: body.connection_set,
+                        subscriptions: body.subscription_table,
+                        message_model: body.message_model,
+                        consume_type: body.consume_type,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            Some(ClientError::Broker {
+                code: response::CONSUMER_NOT_ONLINE,
+                ..
+            })
+            | None => Ok(ConsumerConnections::default()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The topics a group has offsets for (QUERY_TOPICS_BY_CONSUMER), or, from brokers that
+    /// do not answer that, the topics its live members subscribe to.
+    pub async fn group_topics(&self, group: &str) -> Result<Vec<String>> {
+        let mut topics = BTreeSet::new();
+        let mut answered = false;
+        for addr in self.masters(&TopicTarget::AllBrokers).await? {
+            let request = with_fields(
+                RemotingCommand::new_request(request::QUERY_TOPICS_BY_CONSUMER, 0),
+                &[("group", group)],
+            );
+            let response = self
+                .instance
+                .invoke(&addr, request, self.instance.config().request_timeout)
+                .await?;
+            match response.code {
+                response::SUCCESS => {
+                    answered = true;
+                    topics.extend(
+                        decode_json::<TopicListBody>(&response.body, "TopicList")?.topic_list,
+                    );
+                }
+                response::REQUEST_CODE_NOT_SUPPORTED => {}
+                _ => {
+                    return Err(broker_error(
+                        &addr,
+                        request::QUERY_TOPICS_BY_CONSUMER,
+                        response,
+                    ));
+                }
+            }
+        }
+        if !answered {
+            topics.extend(
+                self.consumer_connections(group)
+                    .await?
+                    .subscriptions
+                    .into_keys(),
+            );
+        }
+        Ok(topics.into_iter().collect())
+    }
+
+    /// A group's committed offsets and lag on every queue of the topics it reads (its retry
+    /// topic included when it exists).
+    pub async fn group_progress(&self, group: &str) -> Result<GroupProgress> {
+        let mut topics = self.group_topics(group).await?;
+        let retry = retry_topic(group);
+        if !topics.contains(&retry) {
+            topics.push(retry);
+        }
+        let mut queues = Vec::new();
+        for topic in topics {
+            let Some(route) = self
+                .instance
+                .update_route(&topic)
+                .await?
+                .filter(|r| !r.from_template)
+            else {
+                continue;
+            };
+            let queries = route.subscribe_queues.iter().map(|mq| async move {
+                let broker_offset = self.instance.max_offset(mq).await?;
+                let consumer_offset = self.instance.query_consumer_offset(mq, group).await?;
+                let lag = (broker_offset - consumer_offset.unwrap_or(0)).max(0);
+                Ok::<_, ClientError>(QueueLag {
+                    queue: mq.clone(),
+                    broker_offset,
+                    consumer_offset,
+                    lag,
+                })
+            });
+            for lag in futures_util::future::join_all(queries).await {
+                queues.push(lag?);
+            }
+        }
+        queues.sort_by(|a, b| a.queue.cmp(&b.queue));
+        Ok(GroupProgress {
+            group: group.to_owned(),
+            queues,
+        })
+    }
+
+    /// A stored message by its offset message id.
+    pub async fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
+        self.instance.view_message(offset_msg_id).await
+    }
+}
+
+fn ok_from_namesrv(request_code: i32, response: RemotingCommand) -> Result<RemotingCommand> {
+    if response.code == response::SUCCESS {
+        Ok(response)
+    } else {
+        Err(broker_error("namesrv", request_code, response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_connection_bodies_decode_from_fastjson() {
+        let json = r#"{"connectionSet":[{"clientAddr":"127.0.0.1:5000","clientId":"10.0.0.1@1","language":"JAVA","version":395}],"consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionTable":{"T":{"classFilterMode":false,"codeSet":[],"expressionType":"TAG","subString":"*","subVersion":1,"tagsSet":[],"topic":"T"}}}"#;
+        let body: ConsumerConnectionBody =
+            decode_json(json.as_bytes(), "ConsumerConnection").expect("decodes");
+        assert_eq!(body.connection_set[0].client_id, "10.0.0.1@1");
+        assert_eq!(body.message_model, Some(MessageModel::Clustering));
+        assert_eq!(body.consume_type.as_deref(), Some("CONSUME_PASSIVELY"));
+        assert_eq!(body.subscription_table["T"].sub_string, "*");
+        // Numbers where Java writes names are kept as text.
+        let numeric = r#"{"connectionSet":[{"clientId":"c","language":12}]}"#;
+        let body: ConsumerConnectionBody =
+            decode_json(numeric.as_bytes(), "ConsumerConnection").expect("decodes");
+        assert_eq!(body.connection_set[0].language, "12");
+    }
+
+    #[test]
+    fn topic_and_group_lists_decode() {
+        let topics: TopicListBody =
+            decode_json(br#"{"brokerAddr":null,"topicList":["A","B"]}"#, "TopicList")
+                .expect("decodes");
+        assert_eq!(topics.topic_list, ["A", "B"]);
+        let groups: SubscriptionGroupBody = decode_json(
+            br#"{"dataVersion":{"counter":1},"subscriptionGroupTable":{"g1":{"groupName":"g1"},"g2":{}}}"#,
+            "SubscriptionGroupWrapper",
+        )
+        .expect("decodes");
+        assert_eq!(
+            groups
+                .subscription_group_table
+                .into_keys()
+                .collect::<Vec<_>>(),
+            ["g1", "g2"]
+        );
+        assert!(decode_json::<TopicListBody>(b"{oops", "TopicList").is_err());
+    }
+
+    #[test]
+    fn progress_sums_lag() {
+        let mq = |id| MessageQueue {
+            topic: "T".into(),
+            broker_name: "b".into(),
+            queue_id: id,
+        };
+        let progress = GroupProgress {
+            group: "g".into(),
+            queues: vec![
+                QueueLag {
+                    queue: mq(0),
+                    broker_offset: 10,
+                    consumer_offset: Some(4),
+                    lag: 6,
+                },
+                QueueLag {
+                    queue: mq(1),
+                    broker_offset: 3,
+                    consumer_offset: None,
+                    lag: 3,
+                },
+            ],
+        };
+        assert_eq!(progress.total_lag(), 9);
+    }
+}
