@@ -133,10 +133,7 @@ impl NameServer {
     /// than [`NamesrvConfig::broker_expiry_ms`], with its queues, and closes its connection.
     /// Returns how many were removed.
     pub fn expire_brokers(&self) -> usize {
-        self.expire_brokers_at(Instant::now())
-    }
-
-    fn expire_brokers_at(&self, now: Instant) -> usize {
+        let now = Instant::now();
         let expired = self.change_routes(|routes| routes.expire(now, self.config.broker_expiry()));
         for e in &expired {
             tracing::warn!(
