@@ -150,6 +150,72 @@ pub enum BenchCommand {
     /// SYNC flush, and print msgs/s, MB/s and append latency percentiles beside this machine's
     /// sequential-write limit measured in the same run.
     Store(BenchStoreArgs),
+    /// Send messages to a topic through the RocketMQ protocol (any RocketMQ-compatible
+    /// broker; a NameServer address is all it needs) and print send TPS, MB/s and RT
+    /// percentiles every few seconds and at the end.
+    Produce(BenchProduceArgs),
+    /// Consume a topic through the RocketMQ protocol and print consume TPS, MB/s and
+    /// end-to-end latency (store time and born time to receipt).
+    Consume(BenchConsumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchNetArgs {
+    /// NameServer addresses, `host:port` separated by `;`.
+    #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    pub namesrv: String,
+    /// Topic.
+    #[arg(long, default_value = "BenchTopic")]
+    pub topic: String,
+    /// Run for this many seconds.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Print a line every this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub report_interval: u64,
+    /// Worker threads of the client's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub runtime_threads: usize,
+    /// Print the final result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchProduceArgs {
+    #[command(flatten)]
+    pub net: BenchNetArgs,
+    /// Concurrent senders, each with one request in flight.
+    #[arg(long, default_value_t = 64)]
+    pub threads: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Messages per request; above 1, SEND_BATCH_MESSAGE.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Create the topic with this many queues on every master broker first (0: do not).
+    #[arg(long, default_value_t = 8)]
+    pub queues: i32,
+    /// Also create this many extra topics of `--queues` queues each and spread sends over
+    /// them all (to measure a broker holding many queues).
+    #[arg(long, default_value_t = 0)]
+    pub extra_topics: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchConsumeArgs {
+    #[command(flatten)]
+    pub net: BenchNetArgs,
+    /// Consumer group whose offsets are used (a fresh one starts at the first message).
+    #[arg(long, default_value = "bench_consumer")]
+    pub group: String,
+    /// Messages per pull.
+    #[arg(long, default_value_t = 256)]
+    pub pull_batch: i32,
+    /// Stop after this many messages (0: run for --duration).
+    #[arg(long, default_value_t = 0)]
+    pub messages: u64,
 }
 
 #[derive(Debug, Args)]

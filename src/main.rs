@@ -1,6 +1,7 @@
 //! The `tributary` binary: the one place that composes the crates.
 
 mod bench;
+mod bench_net;
 mod cli;
 mod config;
 mod metrics;
@@ -8,6 +9,11 @@ mod server;
 mod store_cmd;
 
 use clap::Parser;
+
+/// mimalloc: glibc malloc's arena locks showed up as futex waits between the runtime's
+/// workers in broker profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{BenchCommand, Cli, Command, LogFormat};
@@ -65,6 +71,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Bench(BenchCommand::Store(args)) => bench::store(args),
+        Command::Bench(BenchCommand::Produce(args)) => bench_net::produce(args),
+        Command::Bench(BenchCommand::Consume(args)) => bench_net::consume(args),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             Ok(())

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -394,6 +395,13 @@ async fn write_all_chunks(wr: &mut OwnedWriteHalf, chunks: &mut Vec<Bytes>) -> s
     Ok(())
 }
 
+/// Addresses a handler's answer to its request.
+fn respond(mut response: RemotingCommand, opaque: i32) -> RemotingCommand {
+    response.opaque = opaque;
+    response.flag |= FLAG_RESPONSE;
+    response
+}
+
 struct Reader {
     conn: Arc<Connection>,
     rd: OwnedReadHalf,
@@ -481,20 +489,32 @@ impl Reader {
             () = self.conn.closed.cancelled() => None,
         };
         let Some(permits) = permits else { return false };
+        let oneway = command.is_oneway();
+        let opaque = command.opaque;
+        let mut future = self.handler.handle(&self.conn, command);
+        // Most requests (an ASYNC-flush send, an offset query) finish without waiting: run them
+        // here, on the reader, and spawn a task only for those that must wait (a SYNC send
+        // awaiting its fsync, a held pull). Polling with a no-op waker first is sound: the
+        // spawned task polls again with its own.
+        let polled = future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        if let Poll::Ready(response) = polled {
+            drop(permits);
+            if let Some(response) = response.filter(|_| !oneway) {
+                return self.conn.send(respond(response, opaque)).await.is_ok();
+            }
+            return true;
+        }
         let conn = self.conn.clone();
-        let handler = self.handler.clone();
         self.tracker.spawn(async move {
             let _permits = permits;
-            let oneway = command.is_oneway();
-            let opaque = command.opaque;
             let response = tokio::select! {
-                r = handler.handle(&conn, command) => r,
+                r = future => r,
                 () = conn.closed.cancelled() => None,
             };
-            if let Some(mut response) = response.filter(|_| !oneway) {
-                response.opaque = opaque;
-                response.flag |= FLAG_RESPONSE;
-                let _ = conn.send(response).await;
+            if let Some(response) = response.filter(|_| !oneway) {
+                let _ = conn.send(respond(response, opaque)).await;
             }
         });
         true
