@@ -17,10 +17,10 @@ use tributary_protocol::header::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2,
 };
 use tributary_protocol::message::{BatchMessage, encode_batch};
-use tributary_protocol::{RemotingCommand, codes, sysflag};
+use tributary_protocol::{RemotingCommand, SerializeType, codes, sysflag};
 use tributary_remoting::RemotingClient;
 
-use crate::cli::{BenchConsumeArgs, BenchProduceArgs};
+use crate::cli::{BenchConsumeArgs, BenchProduceArgs, SerializeArg};
 use crate::config::parse_namesrv_list;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -337,13 +337,20 @@ async fn produce_async(args: BenchProduceArgs) -> anyhow::Result<()> {
             body.clone(),
         );
         let (threads, batch, size) = (args.threads.max(1), args.batch.max(1), args.size);
+        let serialize = match args.serialize {
+            SerializeArg::Json => SerializeType::Json,
+            SerializeArg::Rocketmq => SerializeType::RocketMq,
+        };
         tasks.spawn(async move {
             let mut i = id;
             while !stop.load(Ordering::Relaxed) {
                 let (addr, topic, queue) = &targets[i % targets.len()];
                 i += threads;
                 let request = match send_request(topic, *queue, &body, batch) {
-                    Ok(r) => r,
+                    Ok(mut r) => {
+                        r.serialize_type = serialize;
+                        r
+                    }
                     Err(e) => {
                         eprintln!("build request: {e}");
                         return;

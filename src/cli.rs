@@ -197,10 +197,21 @@ pub struct BenchProduceArgs {
     /// Create the topic with this many queues on every master broker first (0: do not).
     #[arg(long, default_value_t = 8)]
     pub queues: i32,
+    /// Header serialization of the requests: `json` (what most clients send) or `rocketmq`
+    /// (RocketMQ's binary header, `rocketmq.serialize.type=ROCKETMQ` in the Java client).
+    #[arg(long, value_enum, default_value = "json")]
+    pub serialize: SerializeArg,
     /// Also create this many extra topics of `--queues` queues each and spread sends over
     /// them all (to measure a broker holding many queues).
     #[arg(long, default_value_t = 0)]
     pub extra_topics: usize,
+}
+
+/// Remoting header serialization.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SerializeArg {
+    Json,
+    Rocketmq,
 }
 
 #[derive(Debug, Args)]
