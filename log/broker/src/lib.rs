@@ -203,8 +203,19 @@ impl Broker {
 
     /// Registers with every NameServer at once; returns how many accepted.
     pub async fn register_all(&self) -> usize {
+        self.register(None).await
+    }
+
+    /// Registers with every NameServer, sending every topic, or only `only` (RocketMQ's
+    /// incremental registration after a topic change: the NameServer merges it, and the
+    /// body stays small however many topics the broker has).
+    pub async fn register(&self, only: Option<&str>) -> usize {
+        let mut wrapper = self.topics.snapshot();
+        if let Some(topic) = only {
+            wrapper.topic_config_table.retain(|name, _| name == topic);
+        }
         let body = RegisterBrokerBody {
-            topic_config_serialize_wrapper: self.topics.snapshot(),
+            topic_config_serialize_wrapper: wrapper,
             filter_server_list: Vec::new(),
         };
         let body = match body.encode() {

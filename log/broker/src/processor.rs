@@ -792,7 +792,7 @@ impl Broker {
         if changed {
             tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, perm = h.perm, "topic created or updated");
             // Register before answering, so that a route lookup right after sees the topic.
-            self.register_all().await;
+            self.register(Some(&h.topic)).await;
         }
         Ok(RemotingCommand::response_to(request))
     }

@@ -690,3 +690,82 @@ async fn consumers_join_leave_lock_and_commit_offsets_that_survive_a_restart() {
     assert_eq!(c.store.max_offset("Jobs", 0), 1);
     c.stop().await;
 }
+
+/// Random bytes, truncated frames, oversize lengths and undecodable headers on many
+/// connections: each is answered or closed, nothing is stored, and a well-behaved client on
+/// its own connection is served throughout.
+#[tokio::test]
+async fn garbage_on_other_connections_touches_nothing_stored() {
+    use rand::{Rng, SeedableRng};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let client = RemotingClient::default();
+    let addr = c.broker_addr.clone();
+    assert_eq!(
+        send(&client, &addr, "Safe", 0, "keep me", "").await.code,
+        rs::SUCCESS
+    );
+    assert!(c.store.wait_dispatched(T));
+    let end = c.store.commitlog_max_offset();
+
+    let seed: u64 = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for round in 0..200 {
+        let mut frame: Vec<u8> = match round % 4 {
+            // Pure noise.
+            0 => (0..rng.random_range(1..512))
+                .map(|_| rng.random())
+                .collect(),
+            // A plausible length and type byte, then noise.
+            1 => {
+                let body: Vec<u8> = (0..rng.random_range(0..256))
+                    .map(|_| rng.random())
+                    .collect();
+                let mut f = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+                f.extend_from_slice(&(rng.random_range(0..64u32)).to_be_bytes());
+                f.extend(body);
+                f
+            }
+            // A JSON header of a send with wrong field types.
+            2 => {
+                let h = format!(
+                    r#"{{"code":10,"opaque":{round},"flag":0,"extFields":{{"topic":"Safe","queueId":[{round}],"bornTimestamp":"x"}}}}"#
+                );
+                let mut f = ((h.len() + 4) as i32).to_be_bytes().to_vec();
+                f.extend_from_slice(&(h.len() as u32).to_be_bytes());
+                f.extend(h.into_bytes());
+                f
+            }
+            // A length over the limit.
+            _ => (i32::MAX - round).to_be_bytes().to_vec(),
+        };
+        if round % 5 == 0 {
+            frame.truncate(frame.len() / 2);
+        }
+        let mut raw = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let _ = raw.write_all(&frame).await;
+        let _ = raw.shutdown().await;
+        // Read whatever comes back until the broker closes its side.
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(T, raw.read_to_end(&mut sink))
+            .await
+            .expect("the broker closes");
+        if round % 20 == 0 {
+            let r = send(&client, &addr, "Safe", 0, "still served", "").await;
+            assert_eq!(r.code, rs::SUCCESS, "round {round} (FUZZ_SEED={seed})");
+        }
+    }
+    assert!(c.store.wait_dispatched(T));
+    // Only the well-behaved client's ten sends were stored after the first message.
+    assert_eq!(c.store.max_offset("Safe", 0), 11, "FUZZ_SEED={seed}");
+    assert!(c.store.commitlog_max_offset() > end);
+    let report = c.store.verify().expect("verify");
+    assert!(report.problems.is_empty(), "{report:?}");
+    c.stop().await;
+}
