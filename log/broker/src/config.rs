@@ -35,6 +35,9 @@ pub struct BrokerConfig {
     pub max_pull_messages: usize,
     /// Most bytes one pull returns (at least one message is returned).
     pub max_pull_bytes: usize,
+    /// Pulls of messages more than this many bytes behind the end of the commit log read on a
+    /// blocking thread (their pages may have left memory); nearer ones read in place.
+    pub hot_read_bytes: u64,
     /// A client silent for this long is dropped from its groups, ms (clients heartbeat every 30 s).
     pub client_expiry_ms: u64,
     /// A queue lock not renewed for this long expires, ms (orderly consumers renew every 20 s).
@@ -62,6 +65,7 @@ impl Default for BrokerConfig {
             long_polling_max_ms: 30_000,
             max_pull_messages: 1024,
             max_pull_bytes: 4 << 20,
+            hot_read_bytes: 2 << 30,
             client_expiry_ms: 120_000,
             lock_expiry_ms: 60_000,
             offset_flush_interval_ms: 5_000,

@@ -452,14 +452,28 @@ impl Broker {
             tokio::pin!(notified);
             // Registered before the read, so an arrival between the read and the wait is seen.
             notified.as_mut().enable();
-            let got = self.store.get_messages(
-                &header.topic,
-                header.queue_id,
-                header.queue_offset,
-                max_count,
-                max_bytes,
-                &filter,
-            );
+            let got = if self.is_cold(&header.topic, header.queue_id, header.queue_offset) {
+                // Far behind the end of the log the pages may have left memory: read on a
+                // blocking thread so a disk read never stalls a runtime worker.
+                let store = self.store.clone();
+                let (topic, queue_id, offset) =
+                    (header.topic.clone(), header.queue_id, header.queue_offset);
+                let filter = filter.clone();
+                tokio::task::spawn_blocking(move || {
+                    store.get_messages(&topic, queue_id, offset, max_count, max_bytes, &filter)
+                })
+                .await
+                .map_err(|e| Refusal::new(rs::SYSTEM_ERROR, e.to_string()))?
+            } else {
+                self.store.get_messages(
+                    &header.topic,
+                    header.queue_id,
+                    header.queue_offset,
+                    max_count,
+                    max_bytes,
+                    &filter,
+                )
+            };
             let code = pull_code(got.status, header.queue_offset);
             if code == rs::PULL_NOT_FOUND && suspend && Instant::now() < deadline {
                 self.stats.pulls_suspended.fetch_add(1, Ordering::Relaxed);
@@ -504,6 +518,16 @@ impl Broker {
             }
             return Ok(response);
         }
+    }
+
+    /// Whether the message at `offset` is far enough behind the end of the log that its pages
+    /// may have been evicted ([`crate::BrokerConfig::hot_read_bytes`]).
+    fn is_cold(&self, topic: &str, queue_id: i32, offset: i64) -> bool {
+        let Some(unit) = self.store.unit(topic, queue_id, offset) else {
+            return false;
+        };
+        let end = self.store.commitlog_max_offset();
+        end.saturating_sub(u64::try_from(unit.phy_offset).unwrap_or(0)) > self.config.hot_read_bytes
     }
 
     // ---- offsets ----

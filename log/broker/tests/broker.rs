@@ -395,7 +395,12 @@ async fn a_long_poll_is_woken_by_the_next_send() {
 
 #[tokio::test]
 async fn sync_flush_batches_and_bad_sends() {
-    let c = Cluster::start(FlushMode::Sync, |cfg| cfg.auto_create_topic = false).await;
+    // hot_read_bytes = 0: every pull here takes the blocking-thread path of cold reads.
+    let c = Cluster::start(FlushMode::Sync, |cfg| {
+        cfg.auto_create_topic = false;
+        cfg.hot_read_bytes = 0;
+    })
+    .await;
     let client = RemotingClient::default();
     let addr = c.broker_addr.as_str();
 
