@@ -104,8 +104,15 @@ fn ext_fields(raw: Option<&RawValue>) -> Result<super::ExtFields, HeaderError> {
     let entries: BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
     let mut fields = super::ExtFields::new();
     for (key, value) in entries {
-        let field = format!("extFields.{key}");
-        match scalar(value, &field)? {
+        // The field name is only needed for an error: build it then, not for every field.
+        let scalar = scalar(value, "").map_err(|e| match e {
+            HeaderError::FieldType { expected, .. } => HeaderError::FieldType {
+                field: format!("extFields.{key}"),
+                expected,
+            },
+            other => other,
+        })?;
+        match scalar {
             // Java's map.get() sees a null value as an absent key.
             Scalar::Null => {}
             Scalar::Text(s) | Scalar::Literal(s) => {
@@ -167,7 +174,18 @@ fn write_str(out: &mut impl Write, s: &str) -> std::io::Result<()> {
         out.write_all(&s.as_bytes()[start..i])?;
         match escape {
             Some(e) => out.write_all(e)?,
-            None => write!(out, "\\u{b:04x}")?,
+            // Properties carry \u0001 and \u0002 separators: no formatting machinery for them.
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.write_all(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ])?
+            }
         }
         start = i + 1;
     }
