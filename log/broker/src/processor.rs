@@ -21,7 +21,7 @@ use tributary_protocol::header::{
     SearchOffsetResponseHeader, SendMessageRequestHeader, SendMessageResponseHeader,
     UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
-use tributary_protocol::message::{OffsetMessageId, decode_batch, encode_properties};
+use tributary_protocol::message::{OffsetMessageId, decode_batch, encode_properties, property};
 use tributary_protocol::{ProtocolError, RemotingCommand, codes, perm, sysflag};
 use tributary_remoting::{Connection, Handler, HandlerFuture, not_supported};
 use tributary_store::{GetStatus, NewMessage, StoreError};
@@ -316,7 +316,15 @@ impl Broker {
             .store
             .append(&message)
             .map_err(|e| self.store_refusal(&e))?;
-        let (code, remark) = self.durable_code(durable).await?;
+        // WAIT=false (`waitStoreMsgOK` off): the producer asked not to wait for the flush.
+        let wait =
+            tributary_store::record::property(&message.properties, property::WAIT_STORE_MSG_OK)
+                .is_none_or(|w| !w.eq_ignore_ascii_case("false"));
+        let (code, remark) = if wait {
+            self.durable_code(durable).await?
+        } else {
+            (rs::SUCCESS, None)
+        };
         BrokerStats::add(&self.stats.messages_in, 1);
         BrokerStats::add(&self.stats.bytes_in, body_len);
         let msg_id = OffsetMessageId::new(
