@@ -21,11 +21,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server on `data_dir` with `extra` arguments and waits for its ready line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Like [`TestServer::start`] with given NameServer and broker listen addresses (a
+    /// restart on the same data directory keeps its addresses so that clients reconnect).
+    pub fn start_on(data_dir: &Path, namesrv: &str, broker: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
             .args(["--log-format", "json", "server"])
             .args(["--http-listen", "127.0.0.1:0"])
-            .args(["--namesrv-listen", "127.0.0.1:0"])
-            .args(["--broker-listen", "127.0.0.1:0"])
+            .args(["--namesrv-listen", namesrv])
+            .args(["--broker-listen", broker])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)

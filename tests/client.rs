@@ -1,0 +1,700 @@
+//! The Rust client against the real `tributary server`: sends of every kind, pulls and admin
+//! calls; clustering consumers rebalancing as members join and leave (nothing lost,
+//! duplicates only across a rebalance); orderly consumption keeping per-key order;
+//! broadcasting with local offsets; and a broker killed and restarted mid-stream with nothing
+//! acknowledged lost.
+//!
+//! Every wait polls observable state until a deadline; nothing asserts on time.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestServer;
+use parking_lot::Mutex;
+use tokio::task::JoinSet;
+use tributary_client::admin::{TopicSpec, TopicTarget};
+use tributary_client::consumer::Listener;
+use tributary_client::{
+    Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumeOrderlyStatus,
+    ConsumerConfig, Message, MessageExt, MessageModel, MessageQueue, Producer, ProducerConfig,
+    PullConsumer, PullStatus, PushConsumer, SendStatus, Subscription,
+};
+
+/// Deadline of every wait.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A client that refreshes routes, heartbeats and rebalances often, so tests wait less.
+fn client(namesrv: &str) -> ClientConfig {
+    let mut config = ClientConfig::new(namesrv);
+    config.poll_name_server_interval = Duration::from_millis(300);
+    config.heartbeat_broker_interval = Duration::from_millis(300);
+    config.rebalance_interval = Duration::from_millis(300);
+    config
+}
+
+fn consumer_config(group: &str) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(group);
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.offset_persist_interval = Duration::from_millis(200);
+    config.pull_delay_on_error = Duration::from_millis(100);
+    config.broker_suspend_max = Duration::from_secs(2);
+    config.lock_renew_interval = Duration::from_millis(500);
+    config
+}
+
+/// Polls `check` until it holds or the deadline passes.
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls an async `check` until it holds or the deadline passes.
+async fn wait_until_async<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create_topic(admin: &Admin, server: &TestServer, topic: &str, queues: i32) {
+    admin
+        .create_topic(
+            &TopicSpec::new(topic, queues),
+            &TopicTarget::Broker(server.broker.clone()),
+        )
+        .await
+        .expect("create topic");
+    wait_until_async("the topic has a route", || async {
+        admin
+            .topic_route(topic)
+            .await
+            .is_ok_and(|r| !r.queue_datas.is_empty())
+    })
+    .await;
+}
+
+/// Starts a server on a fresh data directory, an admin client, and a topic on the broker.
+async fn start_with_topic(topic: &str, queues: i32) -> (tempfile::TempDir, TestServer, Admin) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = tokio::task::spawn_blocking({
+        let path = dir.path().to_owned();
+        move || TestServer::start(&path, &[])
+    })
+    .await
+    .expect("start");
+    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    create_topic(&admin, &server, topic, queues).await;
+    (dir, server, admin)
+}
+
+/// What consumers saw: per message body, the consumers that got it, in order.
+#[derive(Default)]
+struct Seen {
+    by_body: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Seen {
+    fn record(&self, consumer: &str, messages: &[MessageExt]) {
+        let mut by_body = self.by_body.lock();
+        for m in messages {
+            by_body
+                .entry(String::from_utf8_lossy(&m.body).into_owned())
+                .or_default()
+                .push(consumer.to_owned());
+        }
+    }
+
+    fn distinct(&self) -> usize {
+        self.by_body.lock().len()
+    }
+
+    fn contains_all(&self, bodies: &HashSet<String>) -> bool {
+        let seen = self.by_body.lock();
+        bodies.iter().all(|b| seen.contains_key(b))
+    }
+}
+
+fn recording_listener(name: &str, seen: &Arc<Seen>) -> Listener {
+    let (name, seen) = (name.to_owned(), seen.clone());
+    Listener::concurrently(move |messages: Arc<[MessageExt]>, _ctx| {
+        seen.record(&name, &messages);
+        async { ConsumeConcurrentlyStatus::ConsumeSuccess }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_pulls_and_admin() {
+    let (_dir, server, admin) = start_with_topic("Orders", 4).await;
+    assert!(
+        admin
+            .list_topics()
+            .await
+            .expect("topics")
+            .contains(&"Orders".to_owned())
+    );
+
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("pg"))
+        .await
+        .expect("producer");
+    let mut sent = BTreeMap::new();
+    for i in 0..20 {
+        let result = producer
+            .send(
+                Message::new("Orders", format!("sync-{i}"))
+                    .with_tags(if i % 2 == 0 { "even" } else { "odd" })
+                    .with_keys([format!("key-{i}")]),
+            )
+            .await
+            .expect("send");
+        assert_eq!(result.status, SendStatus::SendOk);
+        assert_eq!(result.msg_id.len(), 32);
+        sent.insert(format!("sync-{i}"), result);
+    }
+    // Many async sends in flight at once.
+    let mut in_flight = JoinSet::new();
+    for i in 0..100 {
+        let send = producer.send_async(Message::new("Orders", format!("async-{i}")));
+        in_flight.spawn(async move { (i, send.await) });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        let (i, result) = done.expect("send task");
+        sent.insert(format!("async-{i}"), result.expect("async send"));
+    }
+    for i in 0..10 {
+        producer
+            .send_oneway(Message::new("Orders", format!("oneway-{i}")))
+            .await
+            .expect("oneway");
+    }
+    let batch = producer
+        .send_batch(
+            (0..10)
+                .map(|i| Message::new("Orders", format!("batch-{i}")).with_tags("batch"))
+                .collect(),
+        )
+        .await
+        .expect("batch");
+    assert_eq!(batch.msg_id.split(',').count(), 10);
+    // A large body is compressed on the wire and inflated on the way out.
+    let big = "x".repeat(64 * 1024);
+    producer
+        .send(Message::new("Orders", big.clone()))
+        .await
+        .expect("big send");
+    // Ordered sends of one key land in one queue.
+    let mut ordered_queues = BTreeSet::new();
+    for i in 0..5 {
+        let r = producer
+            .send_orderly(Message::new("Orders", format!("ordered-{i}")), "customer-7")
+            .await
+            .expect("orderly send");
+        ordered_queues.insert(r.queue.queue_id);
+    }
+    assert_eq!(ordered_queues.len(), 1);
+    let expected_total = 20 + 100 + 10 + 10 + 1 + 5;
+
+    // Read everything back with a pull consumer.
+    let puller = PullConsumer::start(client(&server.namesrv), "pull-group")
+        .await
+        .expect("pull consumer");
+    let queues = puller
+        .fetch_subscribe_queues("Orders")
+        .await
+        .expect("queues");
+    assert_eq!(queues.len(), 4);
+    let all = Subscription::tag("Orders", "*");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let pulled = loop {
+        let mut pulled: Vec<MessageExt> = Vec::new();
+        for mq in &queues {
+            let mut offset = puller.min_offset(mq).await.expect("min offset");
+            loop {
+                let r = puller.pull(mq, &all, offset, 32).await.expect("pull");
+                if r.status != PullStatus::Found {
+                    break;
+                }
+                offset = r.next_begin_offset;
+                pulled.extend(r.messages);
+            }
+        }
+        // One-way sends are stored without an answer: poll until they are there.
+        if pulled.len() == expected_total {
+            break pulled;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pulled {} of {expected_total}",
+            pulled.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let bodies: HashMap<String, &MessageExt> = pulled
+        .iter()
+        .map(|m| (String::from_utf8_lossy(&m.body).into_owned(), m))
+        .collect();
+    for (body, result) in &sent {
+        let message = bodies
+            .get(body)
+            .expect("every acknowledged message is stored");
+        assert_eq!(message.msg_id(), result.msg_id);
+        assert_eq!(message.offset_msg_id, result.offset_msg_id);
+        assert_eq!(message.queue_offset, result.queue_offset);
+    }
+    assert_eq!(bodies["sync-3"].tags(), Some("odd"));
+    assert_eq!(bodies["sync-3"].keys(), vec!["key-3"]);
+    assert!(bodies.contains_key(&big));
+
+    // Tag filtering: only "even" messages, rechecked exactly by the client.
+    let even = Subscription::tag("Orders", "even");
+    let mut evens = 0;
+    for mq in &queues {
+        let r = puller.pull(mq, &even, 0, 200).await.expect("pull");
+        assert!(r.messages.iter().all(|m| m.tags() == Some("even")));
+        evens += r.messages.len();
+    }
+    assert_eq!(evens, 10);
+
+    // Offsets: max, search by time, committed.
+    let mq = &queues[0];
+    let max = puller.max_offset(mq).await.expect("max offset");
+    assert_eq!(puller.search_offset(mq, 0).await.expect("search"), 0);
+    assert_eq!(puller.committed_offset(mq).await.expect("committed"), None);
+    puller.commit_offset(mq, max).await.expect("commit");
+    assert_eq!(
+        puller.committed_offset(mq).await.expect("committed"),
+        Some(max)
+    );
+
+    // Admin: queue ranges, a message by id, group progress, connections.
+    let status = admin.topic_status("Orders").await.expect("status");
+    let stored: i64 = status.iter().map(|q| q.max_offset - q.min_offset).sum();
+    assert_eq!(stored, expected_total as i64);
+    let viewed = admin
+        .view_message(&sent["sync-5"].offset_msg_id)
+        .await
+        .expect("view");
+    assert_eq!(&viewed.body[..], b"sync-5");
+    wait_until_async("the pull group shows its progress", || async {
+        let Ok(progress) = admin.group_progress("pull-group").await else {
+            return false;
+        };
+        progress
+            .queues
+            .iter()
+            .any(|q| &q.queue == mq && q.consumer_offset == Some(max) && q.lag == 0)
+    })
+    .await;
+    let connections = admin
+        .consumer_connections("pull-group")
+        .await
+        .expect("connections");
+    assert_eq!(connections.connections.len(), 1);
+    assert_eq!(
+        connections.connections[0].client_id,
+        puller.instance().client_id()
+    );
+
+    // Auto-creation through the template topic.
+    let auto = producer
+        .send(Message::new("AutoCreated", "first"))
+        .await
+        .expect("send to a new topic");
+    assert_eq!(auto.status, SendStatus::SendOk);
+    wait_until_async("the auto-created topic is routed", || async {
+        admin.topic_route("AutoCreated").await.is_ok()
+    })
+    .await;
+
+    admin.delete_topic("AutoCreated").await.expect("delete");
+    wait_until_async("the deleted topic is gone", || async {
+        admin.topic_route("AutoCreated").await.is_err()
+    })
+    .await;
+
+    puller.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// Sends `count` messages `"{prefix}-{i}"` with retries until acknowledged; returns the
+/// acknowledged bodies.
+async fn produce(
+    producer: Producer,
+    prefix: String,
+    count: usize,
+    acked: Arc<Mutex<HashSet<String>>>,
+) {
+    for i in 0..count {
+        let body = format!("{prefix}-{i}");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match producer.send(Message::new("Rebalance", body.clone())).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "send kept failing: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        acked.lock().insert(body);
+    }
+}
+
+/// Checks that the consumers' queue sets of `topic` are disjoint, not empty, and cover
+/// every queue.
+fn partitioned(consumers: &[&PushConsumer], topic: &str, queues: usize) -> bool {
+    let sets: Vec<Vec<MessageQueue>> = consumers
+        .iter()
+        .map(|c| {
+            c.assigned_queues()
+                .into_iter()
+                .filter(|q| q.topic == topic)
+                .collect()
+        })
+        .collect();
+    let union: BTreeSet<&MessageQueue> = sets.iter().flatten().collect();
+    let total: usize = sets.iter().map(Vec::len).sum();
+    sets.iter().all(|s| !s.is_empty()) && union.len() == queues && total == queues
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustering_consumers_rebalance_as_members_join_and_leave() {
+    let (_dir, server, admin) = start_with_topic("Rebalance", 8).await;
+
+    let seen = Arc::new(Seen::default());
+    let subscribe = || vec![Subscription::tag("Rebalance", "*")];
+    let start_consumer = |name: &'static str| {
+        let (seen, namesrv) = (seen.clone(), server.namesrv.clone());
+        async move {
+            PushConsumer::start(
+                client(&namesrv),
+                consumer_config("rebalance-group"),
+                subscribe(),
+                recording_listener(name, &seen),
+            )
+            .await
+            .expect("consumer")
+        }
+    };
+    let a = start_consumer("a").await;
+
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let mut producers = JoinSet::new();
+    let mut handles = Vec::new();
+    for p in 0..3 {
+        let producer = Producer::start(
+            client(&server.namesrv),
+            ProducerConfig::new(format!("rebalance-producer-{p}")),
+        )
+        .await
+        .expect("producer");
+        handles.push(producer.clone());
+        producers.spawn(produce(producer, format!("p{p}"), 1000, acked.clone()));
+    }
+
+    wait_until("the first consumer has consumed some", || {
+        seen.distinct() > 300
+    })
+    .await;
+    let b = start_consumer("b").await;
+    let c = start_consumer("c").await;
+    wait_until("three consumers share the queues", || {
+        partitioned(&[&a, &b, &c], "Rebalance", 8)
+    })
+    .await;
+    let before_leave = seen.distinct();
+    wait_until("all three have consumed", || {
+        seen.distinct() > before_leave + 300
+    })
+    .await;
+    b.shutdown().await;
+    wait_until("two consumers share the queues", || {
+        partitioned(&[&a, &c], "Rebalance", 8)
+    })
+    .await;
+
+    while let Some(done) = producers.join_next().await {
+        done.expect("producer task");
+    }
+    let acked = acked.lock().clone();
+    assert_eq!(acked.len(), 3000);
+    wait_until("every acknowledged message is consumed", || {
+        seen.contains_all(&acked)
+    })
+    .await;
+
+    // Duplicates only across a rebalance: a message seen twice was seen by two consumers.
+    let by_body = seen.by_body.lock().clone();
+    let mut duplicates = 0;
+    for (body, consumers) in &by_body {
+        if consumers.len() > 1 {
+            duplicates += 1;
+            let distinct: BTreeSet<&String> = consumers.iter().collect();
+            assert!(
+                distinct.len() > 1,
+                "{body} consumed {} times by {consumers:?} alone",
+                consumers.len()
+            );
+        }
+    }
+    eprintln!(
+        "{} messages, {duplicates} consumed twice across rebalances",
+        by_body.len()
+    );
+
+    // Offsets were committed: the group's lag drains to zero.
+    wait_until_async("the group's lag is zero", || async {
+        admin
+            .group_progress("rebalance-group")
+            .await
+            .is_ok_and(|p| {
+                p.queues.iter().any(|q| q.queue.topic == "Rebalance") && p.total_lag() == 0
+            })
+    })
+    .await;
+
+    a.shutdown().await;
+    c.shutdown().await;
+    for producer in handles {
+        producer.shutdown().await;
+    }
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderly_consumers_keep_per_key_order() {
+    let (_dir, server, admin) = start_with_topic("Ordered", 8).await;
+
+    // Per key, the sequence numbers in the order they were consumed (over all consumers).
+    let order: Arc<Mutex<BTreeMap<String, Vec<u32>>>> = Arc::default();
+    let start_consumer = || {
+        let (order, namesrv) = (order.clone(), server.namesrv.clone());
+        async move {
+            let listener = Listener::orderly(move |messages: Arc<[MessageExt]>, _ctx| {
+                let mut order = order.lock();
+                for m in messages.iter() {
+                    let text = String::from_utf8_lossy(&m.body).into_owned();
+                    if let Some((key, seq)) = text.split_once(':') {
+                        order
+                            .entry(key.to_owned())
+                            .or_default()
+                            .push(seq.parse().expect("seq"));
+                    }
+                }
+                async { ConsumeOrderlyStatus::Success }
+            });
+            PushConsumer::start(
+                client(&namesrv),
+                consumer_config("orderly-group"),
+                vec![Subscription::tag("Ordered", "*")],
+                listener,
+            )
+            .await
+            .expect("orderly consumer")
+        }
+    };
+    let a = start_consumer().await;
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("ordered-pg"))
+        .await
+        .expect("producer");
+    const KEYS: u32 = 16;
+    const PER_KEY: u32 = 100;
+    let mut b = None;
+    for seq in 0..PER_KEY {
+        if seq == PER_KEY / 3 {
+            // A second consumer joins mid-stream: queues move from the first to it.
+            let joined = start_consumer().await;
+            wait_until("both orderly consumers hold queues", || {
+                partitioned(&[&a, &joined], "Ordered", 8)
+            })
+            .await;
+            b = Some(joined);
+        }
+        for key in 0..KEYS {
+            producer
+                .send_orderly(
+                    Message::new("Ordered", format!("key{key}:{seq}")),
+                    &format!("key{key}"),
+                )
+                .await
+                .expect("orderly send");
+        }
+    }
+    wait_until("every key is consumed to its end", || {
+        let order = order.lock();
+        order.len() == KEYS as usize
+            && order
+                .values()
+                .all(|seqs| seqs.iter().collect::<BTreeSet<_>>().len() == PER_KEY as usize)
+    })
+    .await;
+    for (key, seqs) in order.lock().iter() {
+        assert!(
+            seqs.windows(2).all(|w| w[0] <= w[1]),
+            "{key} consumed out of order: {seqs:?}"
+        );
+    }
+    if let Some(b) = b {
+        b.shutdown().await;
+    }
+    a.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasting_consumers_each_get_everything_and_resume_from_local_offsets() {
+    let (_dir, server, admin) = start_with_topic("Broadcast", 4).await;
+    let offsets = tempfile::tempdir().expect("offset dirs");
+    let start = |name: &'static str, seen: Arc<Seen>| {
+        let namesrv = server.namesrv.clone();
+        let mut config = consumer_config("broadcast-group");
+        config.message_model = MessageModel::Broadcasting;
+        config.local_offset_dir = Some(offsets.path().join(name));
+        async move {
+            PushConsumer::start(
+                client(&namesrv),
+                config,
+                vec![Subscription::tag("Broadcast", "*")],
+                recording_listener(name, &seen),
+            )
+            .await
+            .expect("broadcast consumer")
+        }
+    };
+    let (seen_one, seen_two) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+    let one = start("one", seen_one.clone()).await;
+    let two = start("two", seen_two.clone()).await;
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("bc-pg"))
+        .await
+        .expect("producer");
+    let mut first: HashSet<String> = HashSet::new();
+    for i in 0..200 {
+        let body = format!("first-{i}");
+        producer
+            .send(Message::new("Broadcast", body.clone()))
+            .await
+            .expect("send");
+        first.insert(body);
+    }
+    wait_until("both consumers got every message", || {
+        seen_one.contains_all(&first) && seen_two.contains_all(&first)
+    })
+    .await;
+    assert_eq!(one.assigned_queues().len(), 4);
+    assert_eq!(two.assigned_queues().len(), 4);
+
+    // Restart one: it resumes from its offset file, not from the first offset again.
+    one.shutdown().await;
+    let seen_again = Arc::new(Seen::default());
+    let one = start("one", seen_again.clone()).await;
+    let mut second: HashSet<String> = HashSet::new();
+    for i in 0..50 {
+        let body = format!("second-{i}");
+        producer
+            .send(Message::new("Broadcast", body.clone()))
+            .await
+            .expect("send");
+        second.insert(body);
+    }
+    wait_until("the restarted consumer got the new messages", || {
+        seen_again.contains_all(&second)
+    })
+    .await;
+    let replayed = seen_again
+        .by_body
+        .lock()
+        .keys()
+        .filter(|b| first.contains(*b))
+        .count();
+    assert_eq!(replayed, 0, "the restarted consumer replayed old messages");
+    one.shutdown().await;
+    two.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// A free loopback port (bound and released; the server binds it next).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let namesrv = format!("127.0.0.1:{}", free_port());
+    let broker = format!("127.0.0.1:{}", free_port());
+    let start = {
+        let (path, namesrv, broker) = (dir.path().to_owned(), namesrv.clone(), broker.clone());
+        move || TestServer::start_on(&path, &namesrv, &broker, &[])
+    };
+    let server = tokio::task::spawn_blocking(start.clone())
+        .await
+        .expect("start");
+
+    let seen = Arc::new(Seen::default());
+    let consumer = PushConsumer::start(
+        client(&namesrv),
+        consumer_config("restart-group"),
+        vec![Subscription::tag("Rebalance", "*")],
+        recording_listener("only", &seen),
+    )
+    .await
+    .expect("consumer");
+    let producer = Producer::start(client(&namesrv), ProducerConfig::new("restart-pg"))
+        .await
+        .expect("producer");
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let mut producers = JoinSet::new();
+    producers.spawn(produce(producer.clone(), "r".into(), 1500, acked.clone()));
+
+    wait_until("a third is acknowledged", || acked.lock().len() > 500).await;
+    let killed = tokio::task::spawn_blocking(move || server.kill())
+        .await
+        .expect("kill");
+    assert!(!killed.success());
+    let server = tokio::task::spawn_blocking(start).await.expect("restart");
+
+    while let Some(done) = producers.join_next().await {
+        done.expect("producer task");
+    }
+    let acked = acked.lock().clone();
+    assert_eq!(acked.len(), 1500);
+    wait_until("every acknowledged message is consumed", || {
+        seen.contains_all(&acked)
+    })
+    .await;
+
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    assert!(server.terminate().success());
+}
