@@ -1,8 +1,9 @@
 //! The Rust client against the real `tributary server`: sends of every kind, pulls and admin
 //! calls; clustering consumers rebalancing as members join and leave (nothing lost,
 //! duplicates only across a rebalance); orderly consumption keeping per-key order;
-//! broadcasting with local offsets; and a broker killed and restarted mid-stream with nothing
-//! acknowledged lost.
+//! broadcasting with local offsets; a broker killed and restarted mid-stream with nothing
+//! acknowledged lost; messages delivered again after ReconsumeLater. The clustering test
+//! disables periodic rebalancing, so queues move only on the broker's notifications.
 //!
 //! Every wait polls observable state until a deadline; nothing asserts on time.
 
@@ -388,9 +389,12 @@ async fn clustering_consumers_rebalance_as_members_join_and_leave() {
     let subscribe = || vec![Subscription::tag("Rebalance", "*")];
     let start_consumer = |name: &'static str| {
         let (seen, namesrv) = (seen.clone(), server.namesrv.clone());
+        // No periodic rebalancing: only the broker's NOTIFY_CONSUMER_IDS_CHANGED moves queues.
+        let mut config = client(&namesrv);
+        config.rebalance_interval = Duration::from_secs(3600);
         async move {
             PushConsumer::start(
-                client(&namesrv),
+                config,
                 consumer_config("rebalance-group"),
                 subscribe(),
                 recording_listener(name, &seen),
@@ -696,5 +700,59 @@ async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
 
     consumer.shutdown().await;
     producer.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconsume_later_delivers_again() {
+    let (_dir, server, admin) = start_with_topic("Retry", 2).await;
+    // Per body, the reconsume counts it was delivered with.
+    let deliveries: Arc<Mutex<BTreeMap<String, Vec<i32>>>> = Arc::default();
+    let listener = {
+        let deliveries = deliveries.clone();
+        Listener::concurrently(move |messages: Arc<[MessageExt]>, _ctx| {
+            let mut deliveries = deliveries.lock();
+            let mut first_time = false;
+            for m in messages.iter() {
+                let body = String::from_utf8_lossy(&m.body).into_owned();
+                first_time |= m.reconsume_times == 0;
+                deliveries.entry(body).or_default().push(m.reconsume_times);
+            }
+            async move {
+                if first_time {
+                    ConsumeConcurrentlyStatus::ReconsumeLater
+                } else {
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                }
+            }
+        })
+    };
+    let mut config = consumer_config("retry-group");
+    config.local_retry_delay = Duration::from_millis(100);
+    let consumer = PushConsumer::start(
+        client(&server.namesrv),
+        config,
+        vec![Subscription::tag("Retry", "*")],
+        listener,
+    )
+    .await
+    .expect("consumer");
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("retry-pg"))
+        .await
+        .expect("producer");
+    for i in 0..20 {
+        producer
+            .send(Message::new("Retry", format!("retry-{i}")))
+            .await
+            .expect("send");
+    }
+    wait_until("every message came back after ReconsumeLater", || {
+        let deliveries = deliveries.lock();
+        deliveries.len() == 20 && deliveries.values().all(|d| d.iter().any(|&t| t >= 1))
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
     assert!(server.terminate().success());
 }

@@ -626,8 +626,11 @@ impl PushInner {
             let result = match result {
                 Ok(result) => result,
                 Err(e) => {
-                    if !mq.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+                    if e.is_transport() || mq.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+                        // The broker is restarting or unreachable: retried quietly.
                         tracing::debug!(group = %self.config.group, topic = %mq.topic, broker = %mq.broker_name, queue_id = mq.queue_id, error = %e, "pull failed");
+                    } else {
+                        tracing::warn!(group = %self.config.group, topic = %mq.topic, broker = %mq.broker_name, queue_id = mq.queue_id, error = %e, "pull refused");
                     }
                     if !self.pause(self.config.pull_delay_on_error).await {
                         break;
