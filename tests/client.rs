@@ -304,14 +304,24 @@ async fn sends_pulls_and_admin() {
             .any(|q| &q.queue == mq && q.consumer_offset == Some(max) && q.lag == 0)
     })
     .await;
-    let connections = admin
-        .consumer_connections("pull-group")
-        .await
-        .expect("connections");
-    assert_eq!(connections.connections.len(), 1);
-    assert_eq!(
-        connections.connections[0].client_id,
-        puller.instance().client_id()
+    // The pull consumer's heartbeat makes it a live member of its group.
+    wait_until_async("the pull group has its member online", || async {
+        admin
+            .consumer_connections("pull-group")
+            .await
+            .is_ok_and(|c| {
+                c.connections.len() == 1
+                    && c.connections[0].client_id == puller.instance().client_id()
+                    && c.subscriptions.contains_key("Orders")
+            })
+    })
+    .await;
+    assert!(
+        admin
+            .consumer_groups()
+            .await
+            .expect("groups")
+            .contains(&"pull-group".to_owned())
     );
 
     // Auto-creation through the template topic.

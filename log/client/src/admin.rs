@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
 use tributary_protocol::RemotingCommand;
 use tributary_protocol::body::{
-    ClusterInfo, JsonBody, MessageModel, SubscriptionData, TopicRouteData, quote_integer_keys,
+    ClusterInfo, ConsumerConnection, JsonBody, MessageModel, SubscriptionData,
+    SubscriptionGroupWrapper, TopicList, TopicRouteData,
 };
 use tributary_protocol::codes::{request, response};
 use tributary_protocol::header::{
@@ -107,20 +107,15 @@ impl GroupProgress {
 }
 
 /// One client connected to a group.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConnectionInfo {
     /// Client id.
-    #[serde(default)]
     pub client_id: String,
     /// Client address as the broker sees it.
-    #[serde(default)]
     pub client_addr: String,
     /// Client language.
-    #[serde(default, deserialize_with = "any_string")]
     pub language: String,
     /// Client version ordinal.
-    #[serde(default)]
     pub version: i64,
 }
 
@@ -135,57 +130,6 @@ pub struct ConsumerConnections {
     pub message_model: Option<MessageModel>,
     /// The consume type name (`CONSUME_PASSIVELY`, ...), as the broker wrote it.
     pub consume_type: Option<String>,
-}
-
-/// The GET_CONSUMER_CONNECTION_LIST body.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConsumerConnectionBody {
-    #[serde(default)]
-    connection_set: Vec<ConsumerConnectionInfo>,
-    #[serde(default)]
-    subscription_table: BTreeMap<String, SubscriptionData>,
-    #[serde(default)]
-    message_model: Option<MessageModel>,
-    #[serde(default, deserialize_with = "any_opt_string")]
-    consume_type: Option<String>,
-}
-
-/// The TopicList body (GET_ALL_TOPIC_LIST_FROM_NAMESERVER, QUERY_TOPICS_BY_CONSUMER).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TopicListBody {
-    #[serde(default)]
-    topic_list: Vec<String>,
-}
-
-/// The GET_ALL_SUBSCRIPTIONGROUP_CONFIG body (only the group names are read).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubscriptionGroupBody {
-    #[serde(default)]
-    subscription_group_table: BTreeMap<String, serde_json::Value>,
-}
-
-fn any_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(any_opt_string(d)?.unwrap_or_default())
-}
-
-fn any_opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s),
-        other => Some(other.to_string()),
-    })
-}
-
-/// Decodes a fastjson body leniently (bare integer map keys are quoted first).
-fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T> {
-    let text = String::from_utf8_lossy(body);
-    serde_json::from_str(&quote_integer_keys(&text)).map_err(|e| ClientError::Decode {
-        position: 0,
-        reason: format!("{what}: {e}"),
-    })
 }
 
 /// Administration of topics and consumer groups.
@@ -320,10 +264,10 @@ impl Admin {
         let request = RemotingCommand::new_request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, 0);
         let response = self.instance.invoke_namesrv(request).await?;
         let response = ok_from_namesrv(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, response)?;
-        let mut topics = decode_json::<TopicListBody>(&response.body, "TopicList")?.topic_list;
-        topics.sort();
-        topics.dedup();
-        Ok(topics)
+        Ok(TopicList::decode(&response.body)?
+            .topic_list
+            .into_iter()
+            .collect())
     }
 
     /// A topic's route.
@@ -368,8 +312,7 @@ impl Admin {
             let request =
                 RemotingCommand::new_request(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, 0);
             let response = self.instance.request(&addr, request).await?;
-            let body: SubscriptionGroupBody =
-                decode_json(&response.body, "SubscriptionGroupWrapper")?;
+            let body = SubscriptionGroupWrapper::decode(&response.body)?;
             groups.extend(body.subscription_group_table.into_keys());
         }
         Ok(groups.into_iter().collect())
@@ -385,13 +328,21 @@ impl Admin {
                 });
             match self.instance.request(&addr, request).await {
                 Ok(response) => {
-                    let body: ConsumerConnectionBody =
-                        decode_json(&response.body, "ConsumerConnection")?;
+                    let body = ConsumerConnection::decode(&response.body)?;
                     return Ok(ConsumerConnections {
-                        connections: body.connection_set,
+                        connections: body
+                            .connection_set
+                            .into_iter()
+                            .map(|c| ConsumerConnectionInfo {
+                                client_id: c.client_id,
+                                client_addr: c.client_addr,
+                                language: c.language,
+                                version: i64::from(c.version),
+                            })
+                            .collect(),
                         subscriptions: body.subscription_table,
-                        message_model: body.message_model,
-                        consume_type: body.consume_type,
+                        message_model: Some(body.message_model),
+                        consume_type: Some(body.consume_type.java_name().to_owned()),
                     });
                 }
                 Err(e) => last = Some(e),
@@ -424,9 +375,7 @@ impl Admin {
             match response.code {
                 response::SUCCESS => {
                     answered = true;
-                    topics.extend(
-                        decode_json::<TopicListBody>(&response.body, "TopicList")?.topic_list,
-                    );
+                    topics.extend(TopicList::decode(&response.body)?.topic_list);
                 }
                 response::REQUEST_CODE_NOT_SUPPORTED => {}
                 _ => {
@@ -506,43 +455,6 @@ fn ok_from_namesrv(request_code: i32, response: RemotingCommand) -> Result<Remot
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consumer_connection_bodies_decode_from_fastjson() {
-        let json = r#"{"connectionSet":[{"clientAddr":"127.0.0.1:5000","clientId":"10.0.0.1@1","language":"JAVA","version":395}],"consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionTable":{"T":{"classFilterMode":false,"codeSet":[],"expressionType":"TAG","subString":"*","subVersion":1,"tagsSet":[],"topic":"T"}}}"#;
-        let body: ConsumerConnectionBody =
-            decode_json(json.as_bytes(), "ConsumerConnection").expect("decodes");
-        assert_eq!(body.connection_set[0].client_id, "10.0.0.1@1");
-        assert_eq!(body.message_model, Some(MessageModel::Clustering));
-        assert_eq!(body.consume_type.as_deref(), Some("CONSUME_PASSIVELY"));
-        assert_eq!(body.subscription_table["T"].sub_string, "*");
-        // Numbers where Java writes names are kept as text.
-        let numeric = r#"{"connectionSet":[{"clientId":"c","language":12}]}"#;
-        let body: ConsumerConnectionBody =
-            decode_json(numeric.as_bytes(), "ConsumerConnection").expect("decodes");
-        assert_eq!(body.connection_set[0].language, "12");
-    }
-
-    #[test]
-    fn topic_and_group_lists_decode() {
-        let topics: TopicListBody =
-            decode_json(br#"{"brokerAddr":null,"topicList":["A","B"]}"#, "TopicList")
-                .expect("decodes");
-        assert_eq!(topics.topic_list, ["A", "B"]);
-        let groups: SubscriptionGroupBody = decode_json(
-            br#"{"dataVersion":{"counter":1},"subscriptionGroupTable":{"g1":{"groupName":"g1"},"g2":{}}}"#,
-            "SubscriptionGroupWrapper",
-        )
-        .expect("decodes");
-        assert_eq!(
-            groups
-                .subscription_group_table
-                .into_keys()
-                .collect::<Vec<_>>(),
-            ["g1", "g2"]
-        );
-        assert!(decode_json::<TopicListBody>(b"{oops", "TopicList").is_err());
-    }
 
     #[test]
     fn progress_sums_lag() {
