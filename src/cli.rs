@@ -35,6 +35,18 @@ pub enum Command {
     /// Inspect and exercise a store data directory (the server must not be running on it).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand, long_about = TOPIC_HELP)]
+    Topic(TopicCommand),
+    /// Send each line of stdin as one message to a topic.
+    #[command(long_about = PRODUCE_HELP)]
+    Produce(ProduceArgs),
+    /// Print the messages of a topic as a member of a consumer group, committing its offsets.
+    #[command(long_about = CONSUME_HELP)]
+    Consume(ConsumeArgs),
+    /// List consumer groups; show a group's per-queue offsets, lag and online clients.
+    #[command(subcommand, long_about = GROUP_HELP)]
+    Group(GroupCommand),
     /// Measure performance on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -76,6 +88,223 @@ pub struct NamesrvArgs {
     /// HTTP listen address for /metrics and /health.
     #[arg(long, default_value = "0.0.0.0:9877")]
     pub http_listen: std::net::SocketAddr,
+}
+
+// ---- client commands: topic, produce, consume, group ----------------------------------------
+
+const TOPIC_HELP: &str = "Create, list, describe and delete topics.
+
+Examples:
+  tributary topic create orders --queues 4        # on every master broker
+  tributary topic list
+  tributary topic describe orders                 # route, queues, offsets, last write
+  tributary topic delete orders
+  NAMESRV_ADDR='ns1:9876;ns2:9876' tributary topic list --json";
+
+const PRODUCE_HELP: &str = "Send each line of stdin as one message to a topic.
+
+Every line (without its line ending) is one message body; empty lines are skipped. For every
+message the command prints its message id, queue and offset (only a summary with --quiet).
+It stops at the first message the broker does not take and exits non-zero, naming the line
+and the broker's answer. Topics that do not exist are created by brokers that allow
+auto-creation; `tributary topic create` creates them explicitly.
+
+Examples:
+  echo hello | tributary produce --topic orders
+  seq 1 1000 | tributary produce --topic orders --tag created --batch 100 --quiet
+  printf 'order-1\\tpaid\\norder-2\\tshipped\\n' | tributary produce --topic orders --key-from-line";
+
+const CONSUME_HELP: &str = "Print the messages of a topic as a member of a consumer group.
+
+The command joins the group like any consumer (queues are shared with the group's other
+members) and commits the group's offsets to the broker as messages are printed, and when it
+stops: on Ctrl-C, after --max-messages, or after --idle-timeout seconds without a message.
+Each queue is printed in offset order.
+
+--from applies to queues the group has no committed offset for (a new group); a group that
+consumed before resumes where it stopped, as every RocketMQ consumer does. It is `first` (the
+oldest stored message), `last` (only messages sent from now on), an RFC 3339 time
+(2024-05-01T12:00:00Z) or a time relative to now (-30s, -15m, -1h, -2d).
+
+Human output has one line per message: queue, offset, message id, tags, keys and the body as
+UTF-8 (invalid bytes replaced, control characters escaped). With --json every message is one
+JSON object on its own line.
+
+Examples:
+  tributary consume --topic orders --group audit --from first
+  tributary consume --topic orders --group audit --tags 'created || paid' --max-messages 10
+  tributary consume --topic orders --group audit --from -1h --idle-timeout 5 --json | jq .body";
+
+const GROUP_HELP: &str = "List consumer groups and show their progress.
+
+`group list` shows every group the brokers know (online, or with committed offsets), its
+online clients and its total lag. `group describe` shows, per queue of every topic the group
+reads, the broker offset (end of the queue), the group's committed offset and the lag between
+them, then the group's online clients and their subscriptions.
+
+Examples:
+  tributary group list
+  tributary group describe audit
+  tributary group describe audit --json | jq .total_lag";
+
+/// Where the NameServers are and how to print; shared by the client commands.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// NameServer addresses, `host:port` separated by `;`.
+    #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
+    pub namesrv: String,
+    /// Print one JSON document instead of tables (`consume`: one JSON object per message and
+    /// line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic (or update its queues and permissions) on every master broker of the
+    /// NameServers' clusters, or of one cluster, or on one broker.
+    Create(TopicCreateArgs),
+    /// List every topic the NameServers know.
+    List(TopicListArgs),
+    /// Show a topic's route (brokers, queue counts, permissions) and, per queue, the min and
+    /// max offset and the time of the last message.
+    Describe(TopicNameArgs),
+    /// Delete a topic from the brokers that carry it and from every NameServer.
+    Delete(TopicNameArgs),
+}
+
+/// Topic permissions.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PermArg {
+    /// Readable and writable.
+    Rw,
+    /// Read only.
+    R,
+    /// Write only.
+    W,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicCreateArgs {
+    /// Topic name: up to 127 letters, digits, `_`, `-`, `%` or `|`.
+    pub topic: String,
+    /// Queues per broker, read and write.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=16384))]
+    pub queues: i32,
+    /// Readable queues per broker (default: --queues).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=16384))]
+    pub read_queues: Option<i32>,
+    /// Writable queues per broker (default: --queues).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=16384))]
+    pub write_queues: Option<i32>,
+    /// Permissions.
+    #[arg(long, value_enum, default_value_t = PermArg::Rw)]
+    pub perm: PermArg,
+    /// Mark the topic as ordered.
+    #[arg(long)]
+    pub order: bool,
+    /// Create on every master broker of this cluster only.
+    #[arg(long, conflicts_with = "broker")]
+    pub cluster: Option<String>,
+    /// Create on this broker only (`host:port`).
+    #[arg(long)]
+    pub broker: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicNameArgs {
+    /// Topic name.
+    pub topic: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic to send to.
+    #[arg(long)]
+    pub topic: String,
+    /// Tag of every message.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Key of every message (several keys: separated by spaces).
+    #[arg(long, conflicts_with = "key_from_line")]
+    pub key: Option<String>,
+    /// Take each message's key from its line: `KEY<separator>BODY` (a line without the
+    /// separator has no key).
+    #[arg(long)]
+    pub key_from_line: bool,
+    /// Separator of key and body for --key-from-line.
+    #[arg(long, default_value = "\t", requires = "key_from_line")]
+    pub key_separator: String,
+    /// Messages per request (SEND_BATCH_MESSAGE above 1; a batch goes to one queue).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub batch: u32,
+    /// Print only a summary, not a line per message.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Producer group the messages are sent as.
+    #[arg(long, default_value = "tributary-cli-producer")]
+    pub producer_group: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    #[arg(long)]
+    pub topic: String,
+    /// Consumer group: its committed offsets say where to resume, and it shares the queues
+    /// with the group's other members.
+    #[arg(long)]
+    pub group: String,
+    /// Where a group with no committed offset starts: `first`, `last`, an RFC 3339 time or a
+    /// relative time such as `-1h`, `-30m`, `-10s`, `-2d`.
+    #[arg(long, default_value = "last", allow_hyphen_values = true)]
+    pub from: String,
+    /// Tag filter: `*` for all, or tags separated by `||` (`'TagA || TagB'`).
+    #[arg(long, default_value = "*")]
+    pub tags: String,
+    /// Stop after this many messages.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_messages: Option<u64>,
+    /// Stop after this many seconds without a message.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List the consumer groups the brokers know, with online clients and total lag.
+    List(GroupListArgs),
+    /// Show a group's per-queue broker offset, committed offset and lag, and its online
+    /// clients.
+    Describe(GroupDescribeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GroupListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupDescribeArgs {
+    /// Consumer group.
+    pub group: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

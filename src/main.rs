@@ -1,10 +1,14 @@
 //! The `tributary` binary: the one place that composes the crates.
 
+mod admin_cmd;
 mod bench;
 mod bench_net;
 mod cli;
 mod config;
+mod consume_cmd;
 mod metrics;
+mod output;
+mod produce_cmd;
 mod server;
 mod store_cmd;
 
@@ -70,6 +74,10 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(server::run(config, roles))
         }
         Command::Store(cmd) => store_cmd::run(cmd),
+        Command::Topic(cmd) => admin_cmd::topic(cmd),
+        Command::Group(cmd) => admin_cmd::group(cmd),
+        Command::Produce(args) => produce_cmd::run(args),
+        Command::Consume(args) => consume_cmd::run(args),
         Command::Bench(BenchCommand::Store(args)) => bench::store(args),
         Command::Bench(BenchCommand::Produce(args)) => bench_net::produce(args),
         Command::Bench(BenchCommand::Consume(args)) => bench_net::consume(args),

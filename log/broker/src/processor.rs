@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tributary_protocol::body::{
     ClientConnection, ConsumerConnection, ConsumerListByGroup, GroupList, HeartbeatData, JsonBody,
     LockBatchRequestBody, LockBatchResponseBody, SubscriptionGroupConfig, SubscriptionGroupWrapper,
-    TopicConfig, TopicFilterType, UnlockBatchRequestBody,
+    TopicConfig, TopicFilterType, TopicList, UnlockBatchRequestBody,
 };
 use tributary_protocol::header::{
     CreateTopicRequestHeader, DeleteTopicRequestHeader, GetConsumerListByGroupRequestHeader,
@@ -17,9 +17,10 @@ use tributary_protocol::header::{
     GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
     GetMinOffsetResponseHeader, NotifyConsumerIdsChangedRequestHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
-    QueryMessageRequestHeader, QueryMessageResponseHeader, SearchOffsetRequestHeader,
-    SearchOffsetResponseHeader, SendMessageRequestHeader, SendMessageResponseHeader,
-    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    QueryMessageRequestHeader, QueryMessageResponseHeader, QueryTopicsByConsumerRequestHeader,
+    SearchOffsetRequestHeader, SearchOffsetResponseHeader, SendMessageRequestHeader,
+    SendMessageResponseHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    ViewMessageRequestHeader,
 };
 use tributary_protocol::message::{OffsetMessageId, decode_batch, encode_properties, property};
 use tributary_protocol::{ProtocolError, RemotingCommand, codes, perm, sysflag};
@@ -140,6 +141,7 @@ impl Broker {
             rq::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&request),
             rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_groups(&request),
             rq::QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consumed_by(&request),
+            rq::QUERY_TOPICS_BY_CONSUMER => self.topics_by_consumer(&request),
             _ => Ok(not_supported(&request)),
         };
         Some(reply.unwrap_or_else(|refusal| {
@@ -903,6 +905,23 @@ impl Broker {
         groups.sort();
         groups.dedup();
         let body = GroupList { group_list: groups };
+        Ok(RemotingCommand::response_to(request).with_body(body.encode()?))
+    }
+
+    /// QUERY_TOPICS_BY_CONSUMER: the topics a group has committed offsets on (Java's
+    /// `whichTopicByConsumer`) and those its online members subscribe to, so that a group's
+    /// lag can be shown whether or not a member is connected.
+    fn topics_by_consumer(&self, request: &RemotingCommand) -> Reply {
+        let h: QueryTopicsByConsumerRequestHeader = request.decode_header()?;
+        let mut topic_list: std::collections::BTreeSet<String> =
+            self.offsets.topics_of(&h.group).into_iter().collect();
+        if let Some(group) = self.clients.consumer_group(&h.group) {
+            topic_list.extend(group.subscriptions.into_keys());
+        }
+        let body = TopicList {
+            topic_list,
+            broker_addr: None,
+        };
         Ok(RemotingCommand::response_to(request).with_body(body.encode()?))
     }
 }

@@ -42,7 +42,9 @@ pub use send::{
     ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
     SendMessageResponseHeader,
 };
-pub use topic::{CreateTopicRequestHeader, DeleteTopicRequestHeader};
+pub use topic::{
+    CreateTopicRequestHeader, DeleteTopicRequestHeader, QueryTopicsByConsumerRequestHeader,
+};
 pub use transaction::{CheckTransactionStateRequestHeader, EndTransactionRequestHeader};
 
 use crate::command::ExtFields;

@@ -1,4 +1,5 @@
-//! Topic administration headers: UPDATE_AND_CREATE_TOPIC (17) and DELETE_TOPIC_IN_BROKER (215).
+//! Topic administration headers: UPDATE_AND_CREATE_TOPIC (17), DELETE_TOPIC_IN_BROKER (215) and
+//! QUERY_TOPICS_BY_CONSUMER (343).
 
 use super::command_header;
 
@@ -33,5 +34,14 @@ command_header! {
     pub struct DeleteTopicRequestHeader {
         /// Topic.
         required topic: String = "topic",
+    }
+}
+
+command_header! {
+    /// Request header of QUERY_TOPICS_BY_CONSUMER. The answer carries a
+    /// [`crate::body::TopicList`] body.
+    pub struct QueryTopicsByConsumerRequestHeader {
+        /// Consumer group.
+        required group: String = "group",
     }
 }

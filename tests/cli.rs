@@ -1,0 +1,590 @@
+//! End-to-end tests of the client commands (`topic`, `produce`, `consume`, `group`): the real
+//! `tributary server` and the real binary, as a person or a script runs them.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use serde_json::Value;
+
+/// How long a condition may take to become true before the test fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A server whose broker has registered with its NameServer (the template topic `TBW102`
+/// is routed), so that topics can be created on it.
+fn start() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path(), &[]);
+    wait_for("the broker to register", || {
+        topics(&server).iter().any(|t| t == "TBW102").then_some(())
+    });
+    (dir, server)
+}
+
+/// `tributary <args> --namesrv <server>` with `stdin` as input.
+fn run_with(server: &TestServer, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(args)
+        .args(["--namesrv", &server.namesrv])
+        .env_remove("NAMESRV_ADDR")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tributary");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait for tributary")
+}
+
+fn run(server: &TestServer, args: &[&str]) -> Output {
+    run_with(server, args, b"")
+}
+
+/// Stdout of a command that must succeed.
+fn ok(args: &[&str], output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "tributary {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// Stderr of a command that must fail with exit code 1 or 2 (clap usage errors).
+fn fails(args: &[&str], output: Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        matches!(output.status.code(), Some(1 | 2)),
+        "tributary {args:?} should fail, got {}:\nstdout:\n{}\nstderr:\n{stderr}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "tributary {args:?} panicked:\n{stderr}"
+    );
+    stderr
+}
+
+/// Stdout of `tributary <args>`, which must succeed.
+fn stdout_of(server: &TestServer, args: &[&str]) -> String {
+    ok(args, run(server, args))
+}
+
+fn assert_contains(text: &str, expected: &[&str]) {
+    for expect in expected {
+        assert!(text.contains(expect), "{expect:?} missing from\n{text}");
+    }
+}
+
+fn json(server: &TestServer, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let stdout = ok(&all, run(server, &all));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{all:?}: not JSON ({e}):\n{stdout}"))
+}
+
+/// Each line of `consume --json` as an object.
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+/// Polls `check` until it returns `Some`, failing after [`DEADLINE`].
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn topics(server: &TestServer) -> Vec<String> {
+    json(server, &["topic", "list"])["topics"]
+        .as_array()
+        .expect("topics array")
+        .iter()
+        .map(|t| t.as_str().expect("topic name").to_owned())
+        .collect()
+}
+
+fn create_topic(server: &TestServer, topic: &str, queues: &str) {
+    let args = ["topic", "create", topic, "--queues", queues];
+    stdout_of(server, &args);
+    wait_for("the NameServer to list the topic", || {
+        topics(server).iter().any(|t| t == topic).then_some(())
+    });
+}
+
+fn produce(server: &TestServer, args: &[&str], input: &str) -> Value {
+    let mut all = vec!["produce"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let stdout = ok(&all, run_with(server, &all, input.as_bytes()));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+fn consume(server: &TestServer, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["consume"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    json_lines(&stdout_of(server, &all))
+}
+
+fn str_field<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} is not a string in {value}"))
+}
+
+/// The summed lag of a group on one topic's queues (its retry topic left out).
+fn topic_lag(server: &TestServer, group: &str, topic: &str) -> i64 {
+    json(server, &["group", "describe", group])["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter(|q| q["topic"] == topic)
+        .map(|q| q["lag"].as_i64().expect("lag"))
+        .sum()
+}
+
+#[test]
+fn topics_are_created_listed_described_and_deleted() {
+    let (_dir, server) = start();
+    let args = [
+        "topic",
+        "create",
+        "orders",
+        "--read-queues",
+        "4",
+        "--write-queues",
+        "3",
+        "--json",
+    ];
+    let created: Value = serde_json::from_str(&stdout_of(&server, &args)).expect("JSON");
+    assert_eq!(created["topic"], "orders");
+    assert_eq!(created["read_queues"], 4);
+    assert_eq!(created["write_queues"], 3);
+    assert_eq!(created["perm"], "rw");
+    assert_eq!(created["brokers"], serde_json::json!([server.broker]));
+    wait_for("orders in the topic list", || {
+        topics(&server).iter().any(|t| t == "orders").then_some(())
+    });
+
+    // The human list is a table with a header.
+    let list = stdout_of(&server, &["topic", "list"]);
+    assert_eq!(list.lines().next(), Some("TOPIC"));
+    assert!(list.lines().any(|l| l == "orders"), "{list}");
+
+    let described = json(&server, &["topic", "describe", "orders"]);
+    let brokers = described["brokers"].as_array().expect("brokers");
+    assert_eq!(brokers.len(), 1);
+    assert_eq!(brokers[0]["read_queues"], 4);
+    assert_eq!(brokers[0]["write_queues"], 3);
+    assert_eq!(brokers[0]["perm"], "rw");
+    assert_eq!(brokers[0]["addresses"]["0"], server.broker.as_str());
+    let queues = described["queues"].as_array().expect("queues");
+    assert_eq!(queues.len(), 4);
+    for q in queues {
+        assert_eq!(q["max_offset"], 0, "{q}");
+        assert!(q["last_update"].is_null(), "{q}");
+    }
+
+    // Messages show in the offsets and the last update times.
+    let sent = produce(&server, &["--topic", "orders"], "a\nb\nc\n");
+    assert_eq!(sent["sent"], 3);
+    let described = wait_for("three messages in the queues", || {
+        let d = json(&server, &["topic", "describe", "orders"]);
+        let total: i64 = d["queues"]
+            .as_array()
+            .expect("queues")
+            .iter()
+            .map(|q| q["max_offset"].as_i64().expect("max_offset"))
+            .sum();
+        (total == 3).then_some(d)
+    });
+    for q in described["queues"].as_array().expect("queues") {
+        let stored = q["max_offset"].as_i64().expect("max") > 0;
+        assert_eq!(q["last_update"].is_string(), stored, "{q}");
+        assert_eq!(q["last_update_ms"].is_i64(), stored, "{q}");
+    }
+    let human = stdout_of(&server, &["topic", "describe", "orders"]);
+    assert_contains(
+        &human,
+        &[
+            "Topic orders",
+            "Route:",
+            "Queues:",
+            "LAST UPDATE",
+            &server.broker,
+        ],
+    );
+
+    // Permissions and order are passed on.
+    let args = [
+        "topic", "create", "audit", "--queues", "2", "--perm", "r", "--order", "--json",
+    ];
+    let created: Value = serde_json::from_str(&stdout_of(&server, &args)).expect("JSON");
+    assert_eq!(created["perm"], "r");
+    assert_eq!(created["order"], true);
+    let audit = wait_for("audit to be routed", || {
+        let args = ["topic", "describe", "audit", "--json"];
+        let out = run(&server, &args);
+        out.status
+            .success()
+            .then(|| serde_json::from_str::<Value>(&String::from_utf8_lossy(&out.stdout)))
+            .and_then(Result::ok)
+    });
+    assert_eq!(audit["brokers"][0]["perm"], "r");
+
+    let args = ["topic", "delete", "orders", "--json"];
+    let deleted: Value = serde_json::from_str(&stdout_of(&server, &args)).expect("JSON");
+    assert_eq!(deleted["topic"], "orders");
+    assert_eq!(deleted["namesrvs"], serde_json::json!([server.namesrv]));
+    wait_for("orders to leave the topic list", || {
+        (!topics(&server).iter().any(|t| t == "orders")).then_some(())
+    });
+    let err = fails(
+        &["topic", "describe", "orders"],
+        run(&server, &["topic", "describe", "orders"]),
+    );
+    assert!(err.contains("topic orders does not exist"), "{err}");
+}
+
+#[test]
+fn produced_lines_are_consumed_back_with_tags_and_keys() {
+    let (_dir, server) = start();
+    create_topic(&server, "lines", "4");
+    let input = "first line\nsecond line\n\nthird line\nfourth line\nfifth line\n";
+    let sent = produce(
+        &server,
+        &["--topic", "lines", "--tag", "TagA", "--key", "order-1"],
+        input,
+    );
+    assert_eq!(sent["sent"], 5);
+    assert_eq!(sent["requests"], 5);
+    assert_eq!(sent["skipped_empty_lines"], 1);
+    let messages = sent["messages"].as_array().expect("messages");
+    let lines: Vec<i64> = messages
+        .iter()
+        .map(|m| m["line"].as_i64().expect("line"))
+        .collect();
+    assert_eq!(lines, [1, 2, 4, 5, 6]);
+    let sent_ids: BTreeSet<&str> = messages.iter().map(|m| str_field(m, "msg_id")).collect();
+    assert_eq!(sent_ids.len(), 5);
+
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "lines",
+            "--group",
+            "readers",
+            "--from",
+            "first",
+            "--max-messages",
+            "5",
+        ],
+    );
+    assert_eq!(got.len(), 5);
+    let bodies: BTreeSet<&str> = got.iter().map(|m| str_field(m, "body")).collect();
+    let expect: BTreeSet<&str> = input.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(bodies, expect);
+    let got_ids: BTreeSet<&str> = got.iter().map(|m| str_field(m, "msg_id")).collect();
+    assert_eq!(got_ids, sent_ids);
+    for m in &got {
+        assert_eq!(m["topic"], "lines");
+        assert_eq!(m["tags"], "TagA");
+        assert_eq!(m["keys"], serde_json::json!(["order-1"]));
+    }
+
+    // Keys from the lines, in batches, and the human output of both commands.
+    let args = [
+        "produce",
+        "--topic",
+        "lines",
+        "--key-from-line",
+        "--batch",
+        "2",
+    ];
+    let out = ok(
+        &args,
+        run_with(&server, &args, b"k1\tbody one\nk2\tbody two\nno key here\n"),
+    );
+    assert!(out.starts_with("  LINE  MSG ID"), "{out}");
+    assert!(
+        out.contains("Sent 3 messages to lines in 2 requests."),
+        "{out}"
+    );
+    let args = [
+        "consume",
+        "--topic",
+        "lines",
+        "--group",
+        "readers",
+        "--max-messages",
+        "3",
+    ];
+    // The group resumes after the five messages it consumed: only the new three come.
+    let human = stdout_of(&server, &args);
+    let rows: Vec<&str> = human.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{human}");
+    assert!(human.starts_with("QUEUE"), "{human}");
+    for (key, body) in [("k1", "body one"), ("k2", "body two"), ("-", "no key here")] {
+        assert!(
+            rows.iter()
+                .any(|r| r.ends_with(body) && r.contains(&format!("  {key}  "))),
+            "no row with key {key} and body {body} in\n{human}"
+        );
+    }
+}
+
+#[test]
+fn tag_filters_deliver_only_matching_messages() {
+    let (_dir, server) = start();
+    create_topic(&server, "tagged", "2");
+    for (tag, lines) in [
+        ("TagA", "a1\na2\na3\n"),
+        ("TagB", "b1\nb2\nb3\n"),
+        ("TagC", "c1\nc2\n"),
+    ] {
+        produce(&server, &["--topic", "tagged", "--tag", tag], lines);
+    }
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "tagged",
+            "--group",
+            "ac",
+            "--from",
+            "first",
+            "--tags",
+            "TagA || TagC",
+            "--idle-timeout",
+            "3",
+        ],
+    );
+    let bodies: BTreeSet<&str> = got.iter().map(|m| str_field(m, "body")).collect();
+    assert_eq!(bodies, BTreeSet::from(["a1", "a2", "a3", "c1", "c2"]));
+    assert_eq!(got.len(), 5, "duplicates in {got:?}");
+    for m in &got {
+        assert!(m["tags"] == "TagA" || m["tags"] == "TagC", "{m}");
+    }
+}
+
+#[test]
+fn group_describe_shows_lag_and_online_clients() {
+    let (_dir, server) = start();
+    create_topic(&server, "work", "4");
+    produce(&server, &["--topic", "work"], "1\n2\n3\n4\n");
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "work",
+            "--group",
+            "workers",
+            "--from",
+            "first",
+            "--max-messages",
+            "4",
+        ],
+    );
+    assert_eq!(got.len(), 4);
+
+    let described = json(&server, &["group", "describe", "workers"]);
+    assert_eq!(described["group"], "workers");
+    assert_eq!(described["clients"], serde_json::json!([]));
+    let queues: Vec<&Value> = described["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter(|q| q["topic"] == "work")
+        .collect();
+    assert_eq!(queues.len(), 4);
+    for q in &queues {
+        assert_eq!(q["lag"], 0, "{q}");
+        if q["broker_offset"].as_i64().expect("broker offset") > 0 {
+            assert_eq!(q["consumer_offset"], q["broker_offset"], "{q}");
+        }
+    }
+    assert_eq!(topic_lag(&server, "workers", "work"), 0);
+
+    produce(&server, &["--topic", "work"], "5\n6\n7\n");
+    wait_for("a lag of 3", || {
+        (topic_lag(&server, "workers", "work") == 3).then_some(())
+    });
+    let human = stdout_of(&server, &["group", "describe", "workers"]);
+    assert_contains(
+        &human,
+        &[
+            "Group workers",
+            "Total lag: 3",
+            "CONSUMER OFFSET",
+            "Online clients: 0",
+        ],
+    );
+    let listed = json(&server, &["group", "list"]);
+    let workers = listed["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["group"] == "workers")
+        .unwrap_or_else(|| panic!("workers missing from {listed}"))
+        .clone();
+    assert_eq!(workers["total_lag"], 3);
+    assert_eq!(workers["clients"], 0);
+
+    // A consumer running in the background is an online client; Ctrl-C stops it cleanly and
+    // its offsets are committed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["consume", "--topic", "work", "--group", "workers", "--json"])
+        .args(["--namesrv", &server.namesrv])
+        .env_remove("NAMESRV_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn consume");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut bodies = BTreeSet::new();
+    let mut line = String::new();
+    while bodies.len() < 3 {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).expect("read") > 0,
+            "consume ended early"
+        );
+        let m: Value = serde_json::from_str(&line).expect("JSON line");
+        bodies.insert(str_field(&m, "body").to_owned());
+    }
+    assert_eq!(bodies, BTreeSet::from(["5".into(), "6".into(), "7".into()]));
+    let online = wait_for("the consumer to be online", || {
+        let d = json(&server, &["group", "describe", "workers"]);
+        let clients = d["clients"].as_array().expect("clients").clone();
+        (!clients.is_empty()).then_some(d)
+    });
+    assert_eq!(online["message_model"], "CLUSTERING");
+    assert!(
+        online["subscriptions"]
+            .as_array()
+            .expect("subscriptions")
+            .iter()
+            .any(|s| s["topic"] == "work" && s["expression"] == "*"),
+        "{online}"
+    );
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let status = child.wait().expect("wait for consume");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(status.success(), "consume exited with {status}: {stderr}");
+    assert!(stderr.contains("Consumed 3 messages"), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(topic_lag(&server, "workers", "work"), 0);
+}
+
+#[test]
+fn bad_input_fails_with_a_message() {
+    let (_dir, server) = start();
+    create_topic(&server, "known", "1");
+    let cases: [(&[&str], &str); 9] = [
+        (&["topic", "describe", "nope"], "topic nope does not exist"),
+        (&["topic", "delete", "nope"], "topic nope does not exist"),
+        (
+            &["consume", "--topic", "nope", "--group", "g"],
+            "topic nope does not exist",
+        ),
+        (
+            &[
+                "consume",
+                "--topic",
+                "known",
+                "--group",
+                "g",
+                "--from",
+                "yesterday",
+            ],
+            "invalid --from \"yesterday\"",
+        ),
+        (
+            &[
+                "consume", "--topic", "known", "--group", "g", "--from", "-5x",
+            ],
+            "invalid --from \"-5x\"",
+        ),
+        (
+            &["group", "describe", "nobody"],
+            "consumer group nobody is not known",
+        ),
+        (&["produce", "--topic", "bad topic"], "contains ' '"),
+        (
+            &[
+                "produce",
+                "--topic",
+                "known",
+                "--key",
+                "k",
+                "--key-from-line",
+            ],
+            "cannot be used with",
+        ),
+        (&["topic", "create", "t", "--queues", "0"], "--queues"),
+    ];
+    for (args, expect) in cases {
+        let err = fails(args, run(&server, args));
+        assert!(
+            err.contains(expect),
+            "{args:?}: {expect:?} missing from\n{err}"
+        );
+    }
+    // Nothing listens on port 1: the address is in the error.
+    let args = ["topic", "list", "--namesrv", "127.0.0.1:1"];
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(args)
+        .env_remove("NAMESRV_ADDR")
+        .output()
+        .expect("run");
+    let err = fails(&args, out);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}
+
+#[test]
+fn namesrv_addr_comes_from_the_environment() {
+    let (_dir, server) = start();
+    create_topic(&server, "env-topic", "1");
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["topic", "list", "--json"])
+        .env("NAMESRV_ADDR", format!("127.0.0.1:1;{}", server.namesrv))
+        .output()
+        .expect("run");
+    let stdout = ok(&["topic", "list"], out);
+    let listed: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(
+        listed["topics"]
+            .as_array()
+            .expect("topics")
+            .iter()
+            .any(|t| t == "env-topic"),
+        "{listed}"
+    );
+}
