@@ -147,6 +147,41 @@ Examples:
   tributary group describe audit
   tributary group describe audit --json | jq .total_lag";
 
+const TOPIC_CREATE_HELP: &str = "Create or update a topic.
+
+By default the topic is created on every master broker the NameServers know; --cluster limits
+that to the masters of one cluster and --broker to one broker address. Queue counts are per
+broker; an existing topic takes the new counts and permissions. Producers write to the
+writable queues, consumers read the readable ones.
+
+Examples:
+  tributary topic create orders                          # 8 queues on every master
+  tributary topic create orders --queues 16 --cluster DefaultCluster
+  tributary topic create audit --read-queues 4 --write-queues 2 --perm rw --order
+  tributary topic create archive --perm r --broker 10.0.0.5:10911   # stop writes there";
+
+const TOPIC_DESCRIBE_HELP: &str = "Show a topic's route and the state of its queues.
+
+The route lists every broker that carries the topic with its cluster, master address, queue
+counts and permissions. Then every readable queue: the smallest offset still stored, the
+offset after its last message, the number of messages between them, and the store time of its
+last message (UTC). An unknown topic is an error.
+
+Examples:
+  tributary topic describe orders
+  tributary topic describe orders --json | jq '.queues[] | {queue_id, max_offset}'";
+
+const GROUP_DESCRIBE_HELP: &str = "Show a consumer group's progress and members.
+
+For every queue of the topics the group has offsets on or subscribes to (its retry topic
+%RETRY%<group> included): the broker offset (after the queue's last message), the group's
+committed offset (`-` when it has none) and the lag between them. Then the online clients
+with their addresses, and what they subscribe to. A group no broker knows is an error.
+
+Examples:
+  tributary group describe audit
+  tributary group describe audit --json | jq '.total_lag'";
+
 /// Where the NameServers are and how to print; shared by the client commands.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
@@ -163,11 +198,13 @@ pub struct ClientArgs {
 pub enum TopicCommand {
     /// Create a topic (or update its queues and permissions) on every master broker of the
     /// NameServers' clusters, or of one cluster, or on one broker.
+    #[command(long_about = TOPIC_CREATE_HELP)]
     Create(TopicCreateArgs),
     /// List every topic the NameServers know.
     List(TopicListArgs),
     /// Show a topic's route (brokers, queue counts, permissions) and, per queue, the min and
     /// max offset and the time of the last message.
+    #[command(long_about = TOPIC_DESCRIBE_HELP)]
     Describe(TopicNameArgs),
     /// Delete a topic from the brokers that carry it and from every NameServer.
     Delete(TopicNameArgs),
@@ -290,6 +327,7 @@ pub enum GroupCommand {
     List(GroupListArgs),
     /// Show a group's per-queue broker offset, committed offset and lag, and its online
     /// clients.
+    #[command(long_about = GROUP_DESCRIBE_HELP)]
     Describe(GroupDescribeArgs),
 }
 

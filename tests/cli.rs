@@ -354,6 +354,30 @@ fn produced_lines_are_consumed_back_with_tags_and_keys() {
 }
 
 #[test]
+fn max_messages_leaves_the_rest_for_the_group() {
+    let (_dir, server) = start();
+    create_topic(&server, "jobs", "3");
+    let all: BTreeSet<String> = (1..=7).map(|i| format!("job-{i}")).collect();
+    let input: String = all.iter().map(|j| format!("{j}\n")).collect();
+    produce(&server, &["--topic", "jobs", "--batch", "3"], &input);
+    let args = ["--topic", "jobs", "--group", "g", "--from", "first"];
+    let first = consume(&server, &[&args[..], &["--max-messages", "4"]].concat());
+    assert_eq!(first.len(), 4);
+    // Exactly the printed messages are committed: the other three are the group's lag...
+    assert_eq!(topic_lag(&server, "g", "jobs"), 3);
+    // ...and come next, each once.
+    let rest = consume(&server, &[&args[..], &["--max-messages", "3"]].concat());
+    let mut seen: Vec<&str> = first
+        .iter()
+        .chain(&rest)
+        .map(|m| str_field(m, "body"))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, all.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(topic_lag(&server, "g", "jobs"), 0);
+}
+
+#[test]
 fn tag_filters_deliver_only_matching_messages() {
     let (_dir, server) = start();
     create_topic(&server, "tagged", "2");
