@@ -119,7 +119,9 @@ const CONSUME_HELP: &str = "Print the messages of a topic as a member of a consu
 The command joins the group like any consumer (queues are shared with the group's other
 members) and commits the group's offsets to the broker as messages are printed, and when it
 stops: on Ctrl-C, after --max-messages, or after --idle-timeout seconds without a message.
-Each queue is printed in offset order.
+Each queue is printed in offset order: the consumer locks the queues it reads on the broker, so
+after a member of the group was killed (rather than stopped with Ctrl-C) its queues come free
+when its locks expire, within a minute.
 
 --from applies to queues the group has no committed offset for (a new group); a group that
 consumed before resumes where it stopped, as every RocketMQ consumer does. It is `first` (the

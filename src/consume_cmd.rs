@@ -356,7 +356,7 @@ impl Progress {
     fn started(&mut self, queues: usize) {
         if !self.terminal {
             let waiting = if queues == 0 {
-                "; waiting for queues (the group's other members hold them all)"
+                "; waiting for queues (the group's other members hold them all, or a member that was killed holds their locks until they expire, within a minute)"
             } else {
                 ""
             };
@@ -389,7 +389,11 @@ impl Progress {
             self.group,
             if queues == 1 { "" } else { "s" },
             if count == 1 { "" } else { "s" },
-            if count == 0 {
+            if queues == 0 {
+                format!(
+                    "waiting {idle}s for the group's other members or a killed member's queue locks to let go"
+                )
+            } else if count == 0 {
                 format!("waiting {idle}s")
             } else {
                 format!("last {idle}s ago")

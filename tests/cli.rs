@@ -378,6 +378,74 @@ fn max_messages_leaves_the_rest_for_the_group() {
 }
 
 #[test]
+fn consume_starts_at_a_time() {
+    let (_dir, server) = start();
+    create_topic(&server, "timed", "2");
+    produce(&server, &["--topic", "timed"], "before\n");
+    let before = consume(
+        &server,
+        &[
+            "--topic",
+            "timed",
+            "--group",
+            "peek",
+            "--from",
+            "first",
+            "--max-messages",
+            "1",
+        ],
+    );
+    let stored = before[0]["store_timestamp"].as_i64().expect("store time");
+    // The next message is stored strictly later than the first.
+    wait_for("the clock to pass the first message", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis();
+        (now > u128::try_from(stored + 1).expect("positive")).then_some(())
+    });
+    produce(&server, &["--topic", "timed"], "after\n");
+    let from = before[0]["store_time"].as_str().expect("store time");
+    let since = chrono_after(from);
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "timed",
+            "--group",
+            "since",
+            "--from",
+            &since,
+            "--max-messages",
+            "1",
+        ],
+    );
+    assert_eq!(str_field(&got[0], "body"), "after");
+    // A relative time an hour back reaches both.
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "timed",
+            "--group",
+            "hour",
+            "--from",
+            "-1h",
+            "--max-messages",
+            "2",
+        ],
+    );
+    let bodies: BTreeSet<&str> = got.iter().map(|m| str_field(m, "body")).collect();
+    assert_eq!(bodies, BTreeSet::from(["before", "after"]));
+}
+
+/// An RFC 3339 time one millisecond after `time` (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+fn chrono_after(time: &str) -> String {
+    let t = chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339");
+    (t + chrono::Duration::milliseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
 fn tag_filters_deliver_only_matching_messages() {
     let (_dir, server) = start();
     create_topic(&server, "tagged", "2");
