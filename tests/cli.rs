@@ -649,6 +649,39 @@ fn bad_input_fails_with_a_message() {
             "{args:?}: {expect:?} missing from\n{err}"
         );
     }
+    // The broker's refusal comes through with its remark, and nothing is reported as sent.
+    let args = [
+        "topic",
+        "create",
+        "read-only",
+        "--queues",
+        "1",
+        "--perm",
+        "r",
+    ];
+    stdout_of(&server, &args);
+    wait_for("read-only to be routed", || {
+        topics(&server)
+            .iter()
+            .any(|t| t == "read-only")
+            .then_some(())
+    });
+    let args = ["produce", "--topic", "read-only", "--json"];
+    let out = run_with(&server, &args, b"refused\n");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["sent"], 0);
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("line 1")),
+        "{report}"
+    );
+    let err = fails(&args, out);
+    assert!(err.contains("NO_PERMISSION"), "{err}");
+    assert!(
+        err.contains("the topic[read-only] sending message is forbidden"),
+        "{err}"
+    );
     // Nothing listens on port 1: the address is in the error.
     let args = ["topic", "list", "--namesrv", "127.0.0.1:1"];
     let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
