@@ -47,7 +47,13 @@ enum Scalar {
 fn scalar(raw: &RawValue, field: &str) -> Result<Scalar, HeaderError> {
     let text = raw.get().trim();
     match text.as_bytes().first() {
-        Some(b'"') => Ok(Scalar::Text(serde_json::from_str(text)?)),
+        // Most strings have no escapes: take them as they are instead of running the parser.
+        Some(b'"') => match text.as_bytes() {
+            [b'"', inner @ .., b'"'] if !inner.iter().any(|b| *b == b'\\' || *b < 0x20) => {
+                Ok(Scalar::Text(text[1..text.len() - 1].to_owned()))
+            }
+            _ => Ok(Scalar::Text(serde_json::from_str(text)?)),
+        },
         Some(b'n') => Ok(Scalar::Null),
         Some(b't' | b'f' | b'-' | b'0'..=b'9') => Ok(Scalar::Literal(text.to_owned())),
         _ => Err(HeaderError::FieldType {
