@@ -47,6 +47,10 @@ fn histogram() -> Histogram<u64> {
 
 /// Counters and latencies of one run, read by the reporter.
 struct Meter {
+    started: Instant,
+    /// Microseconds from `started` to the last record: the end of the active period (a
+    /// consumer that drains the topic early must not count its idle tail).
+    last_us: AtomicU64,
     count: AtomicU64,
     bytes: AtomicU64,
     failures: AtomicU64,
@@ -57,6 +61,8 @@ struct Meter {
 impl Meter {
     fn new() -> Self {
         Self {
+            started: Instant::now(),
+            last_us: AtomicU64::new(0),
             count: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -67,6 +73,8 @@ impl Meter {
     fn record(&self, n: u64, bytes: u64, micros: u64) {
         self.count.fetch_add(n, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.last_us
+            .fetch_max(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let mut h = self.latency.lock();
         let v = micros.max(1);
         let _ = h.0.record(v);
@@ -535,8 +543,8 @@ async fn consume_async(args: BenchConsumeArgs) -> anyhow::Result<()> {
     let namesrvs = parse_namesrv_list(&args.net.namesrv);
     let client = RemotingClient::default();
     let route = route(&client, &namesrvs, &args.net.topic).await?;
-    let meter = Arc::new(Meter::new());
     let born = Arc::new(Mutex::new(histogram()));
+    let meter = Arc::new(Meter::new());
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     let mut queues = 0;
@@ -594,7 +602,9 @@ async fn consume_async(args: BenchConsumeArgs) -> anyhow::Result<()> {
     stopper.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
     reporter.abort_all();
-    let elapsed = started.elapsed().as_secs_f64();
+    // Rates over the active period: from the start to the last message received.
+    let _ = started;
+    let elapsed = (meter.last_us.load(Ordering::Relaxed) as f64 / 1e6).max(1e-3);
     let store_h = meter.latency.lock().1.clone();
     let born_h = born.lock().clone();
     let (n, b, f) = (
