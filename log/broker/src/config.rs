@@ -48,6 +48,19 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Requests one connection may have in progress at once.
     pub max_in_flight_requests: usize,
+    /// Delay of each level of the `DELAY` property, level 1 first (RocketMQ's
+    /// `messageDelayLevel`): numbers with a unit `ms`, `s`, `m`, `h` or `d`, separated by
+    /// spaces. A level above the last is the last.
+    pub delay_levels: String,
+    /// Longest delay a timer message (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`)
+    /// may ask for, s (RocketMQ's `timerMaxDelaySec`).
+    pub timer_max_delay_secs: u64,
+    /// How often the delivery progress of delayed messages is written to `delayOffset.json`, ms.
+    pub schedule_flush_interval_ms: u64,
+    /// Redeliveries through `%RETRY%<group>` before a message goes to `%DLQ%<group>`, for a
+    /// group without its own `retryMaxTimes` when the consumer does not say
+    /// (`maxReconsumeTimes`).
+    pub max_reconsume_times: i32,
 }
 
 impl Default for BrokerConfig {
@@ -71,6 +84,10 @@ impl Default for BrokerConfig {
             offset_flush_interval_ms: 5_000,
             max_connections: 10_000,
             max_in_flight_requests: 4096,
+            delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(),
+            timer_max_delay_secs: 3 * 24 * 3600,
+            schedule_flush_interval_ms: 1000,
+            max_reconsume_times: 16,
         }
     }
 }
@@ -79,5 +96,24 @@ impl BrokerConfig {
     /// The address clients and NameServers know this broker by: `broker_ip:listen port`.
     pub fn advertised_addr(&self) -> String {
         format!("{}:{}", self.broker_ip, self.listen.port())
+    }
+
+    /// Checks the values serde cannot; the error names the option.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::schedule::parse_delay_levels(&self.delay_levels)
+            .map_err(|e| format!("broker.delay_levels: {e}"))?;
+        if self.timer_max_delay_secs == 0 || self.timer_max_delay_secs > 366 * 24 * 3600 {
+            return Err(format!(
+                "broker.timer_max_delay_secs: {} is out of range 1..=31622400 (one year)",
+                self.timer_max_delay_secs
+            ));
+        }
+        if !(0..=10_000).contains(&self.max_reconsume_times) {
+            return Err(format!(
+                "broker.max_reconsume_times: {} is out of range 0..=10000",
+                self.max_reconsume_times
+            ));
+        }
+        Ok(())
     }
 }

@@ -38,6 +38,8 @@ mod offsets;
 mod persist;
 mod polls;
 pub mod processor;
+mod retry;
+pub mod schedule;
 mod stats;
 mod topics;
 
@@ -45,6 +47,8 @@ pub use clients::{ClientChannel, ClientRegistry, ConsumerGroup, QueueLocks};
 pub use config::BrokerConfig;
 pub use filter::{FilterError, TagFilter};
 pub use offsets::OffsetManager;
+pub use retry::{DLQ_GROUP_TOPIC_PREFIX, dlq_topic, retry_topic};
+pub use schedule::{ScheduleService, ScheduleStats};
 pub use stats::BrokerStats;
 pub use topics::{AUTO_CREATE_TOPIC, SELF_TEST_TOPIC, TopicManager, invalid_topic_name};
 
@@ -60,6 +64,7 @@ pub struct Broker {
     polls: polls::LongPolls,
     stats: BrokerStats,
     namesrv: RemotingClient,
+    schedule: ScheduleService,
     /// Poked when the topic set changed, to register with the NameServers at once.
     register_now: tokio::sync::Notify,
 }
@@ -92,6 +97,10 @@ impl Broker {
             config.default_topic_queue_nums,
         )?;
         let offsets = OffsetManager::open(meta_dir.join("consumerOffset.json"))?;
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let schedule = ScheduleService::open(&config, store.clone(), meta_dir)?;
         let broker = Arc::new(Self {
             addr: config.advertised_addr(),
             locks: QueueLocks::new(Duration::from_millis(config.lock_expiry_ms)),
@@ -103,6 +112,7 @@ impl Broker {
             polls: polls::LongPolls::default(),
             stats: BrokerStats::default(),
             namesrv: RemotingClient::default(),
+            schedule,
             register_now: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&broker);
@@ -110,6 +120,7 @@ impl Broker {
             move |topic: &str, queue_id: i32, _max: i64| {
                 if let Some(b) = weak.upgrade() {
                     b.polls.arrived(topic, queue_id);
+                    b.schedule.arrived(topic);
                 }
             },
         ));
@@ -149,6 +160,11 @@ impl Broker {
     /// Request counters.
     pub fn stats(&self) -> &BrokerStats {
         &self.stats
+    }
+
+    /// Delayed message delivery.
+    pub fn schedule(&self) -> &ScheduleService {
+        &self.schedule
     }
 
     fn transport_config(&self) -> TransportConfig {
@@ -350,6 +366,14 @@ impl BoundBroker {
         let tracker = TaskTracker::new();
         tracker.spawn(broker.clone().registration_loop(shutdown.clone()));
         tracker.spawn(broker.clone().housekeeping_loop(shutdown.clone()));
+        let b = broker.clone();
+        tracker.spawn_blocking(move || b.schedule.run(&|topic| b.topics.get(topic).is_some()));
+        let b = broker.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            stop.cancelled().await;
+            b.schedule.stop();
+        });
         tracing::info!(
             addr = %broker.addr,
             listen = %broker.config.listen,

@@ -62,7 +62,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: i32, remark: impl Into<String>) -> Self {
+    pub(crate) fn new(code: i32, remark: impl Into<String>) -> Self {
         Self {
             code,
             remark: remark.into(),
@@ -76,7 +76,7 @@ impl From<ProtocolError> for Refusal {
     }
 }
 
-type Reply = Result<RemotingCommand, Refusal>;
+pub(crate) type Reply = Result<RemotingCommand, Refusal>;
 
 /// Extension fields every send response carries (the Java broker's; some clients read them).
 const MSG_REGION: &str = "MSG_REGION";
@@ -121,6 +121,7 @@ impl Broker {
         let reply = match request.code {
             rq::SEND_MESSAGE | rq::SEND_MESSAGE_V2 => self.send(conn, &request).await,
             rq::SEND_BATCH_MESSAGE => self.send_batch(conn, &request).await,
+            rq::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&request).await,
             rq::PULL_MESSAGE => self.pull(&request).await,
             rq::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(&request),
             rq::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(&request),
@@ -246,7 +247,7 @@ impl Broker {
         }
     }
 
-    fn store_refusal(&self, e: &StoreError) -> Refusal {
+    pub(crate) fn store_refusal(&self, e: &StoreError) -> Refusal {
         BrokerStats::add(&self.stats.send_failures, 1);
         let code = match e {
             StoreError::MessageTooLarge { .. } | StoreError::MessageIllegal { .. } => {
@@ -287,7 +288,7 @@ impl Broker {
 
     /// Awaits durability; SUCCESS, or FLUSH_DISK_TIMEOUT for a stored but not yet durable
     /// message.
-    async fn durable_code(
+    pub(crate) async fn durable_code(
         &self,
         durable: tributary_store::Durable,
     ) -> Result<(i32, Option<String>), Refusal> {
@@ -304,8 +305,9 @@ impl Broker {
     async fn send(&self, conn: &Connection, request: &RemotingCommand) -> Reply {
         let header = SendMessageRequestHeader::from_command(request)?;
         Self::refuse_transactions(&header)?;
+        crate::retry::check_send_topic(&header.topic)?;
         let queue_id = self.send_target(&header)?;
-        let message = Self::new_message(
+        let mut message = Self::new_message(
             &header,
             queue_id,
             conn,
@@ -313,6 +315,7 @@ impl Broker {
             request.body.clone(),
             header.properties.clone().unwrap_or_default(),
         );
+        self.prepare_send(&header, &mut message)?;
         let body_len = message.body.len() as u64;
         let (result, durable) = self
             .store
@@ -349,6 +352,7 @@ impl Broker {
         let queue_id = self.send_target(&header)?;
         let batch = decode_batch(&request.body)
             .map_err(|e| Refusal::new(rs::MESSAGE_ILLEGAL, e.to_string()))?;
+        crate::schedule::refuse_delayed_batch(&header, &batch)?;
         if batch.is_empty() {
             return Err(Refusal::new(rs::MESSAGE_ILLEGAL, "the batch is empty"));
         }

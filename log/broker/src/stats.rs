@@ -23,6 +23,10 @@ pub struct BrokerStats {
     pub pulls_suspended: AtomicI64,
     /// Topics created by a first send.
     pub topics_auto_created: AtomicU64,
+    /// Messages consumers sent back for a retry (CONSUMER_SEND_MSG_BACK).
+    pub sent_back: AtomicU64,
+    /// Messages sent back that went to a dead-letter topic.
+    pub dead_letters: AtomicU64,
 }
 
 impl BrokerStats {
