@@ -1,19 +1,40 @@
-//! Server-side filtering of pulls by tag hash code, as RocketMQ's `ExpressionMessageFilter`
-//! for expression type TAG. The client re-checks the tag strings exactly (hashes can collide).
+//! Server-side filtering of pulls, as RocketMQ's `ExpressionMessageFilter`: by tag hash code
+//! for expression type TAG (the client re-checks the tag strings exactly, hashes can
+//! collide), and by an SQL92 condition over the message properties for type SQL92
+//! ([`crate::sql92`]; such messages never reach the client).
 
-use tributary_protocol::body::SubscriptionData;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::Mutex;
+use tributary_protocol::body::{HeartbeatData, SubscriptionData};
 use tributary_store::MessageFilter;
 use tributary_store::record::java_string_hash;
+
+use crate::sql92::{ParseError, Sql92Filter};
 
 /// Separates tags in a subscription expression.
 const TAG_SEPARATOR: &str = "||";
 
+/// Compiled SQL92 filters kept for reuse (pulls repeat their subscription's expression).
+const SQL92_CACHE_ENTRIES: usize = 1024;
+
 /// Why a subscription cannot be served.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FilterError {
     /// The expression type is not one the broker evaluates.
-    #[error("expression type {0:?} is not supported; use TAG")]
+    #[error("expression type {0:?} is not supported; use TAG or SQL92")]
     UnsupportedType(String),
+    /// An SQL92 expression that does not parse.
+    #[error("invalid SQL92 expression {expression:?}: {source}")]
+    Sql92 {
+        /// The expression as the client sent it.
+        expression: String,
+        /// What is wrong with it.
+        #[source]
+        source: ParseError,
+    },
 }
 
 /// A tag filter: every message, or those whose tag hash is in the set.
@@ -68,6 +89,94 @@ impl MessageFilter for TagFilter {
     }
 }
 
+/// The filter of a subscription: tags, or an SQL92 condition.
+#[derive(Debug, Clone)]
+pub enum SubscriptionFilter {
+    /// Expression type TAG (or none).
+    Tag(TagFilter),
+    /// Expression type SQL92.
+    Sql92(Arc<Sql92Filter>),
+}
+
+impl SubscriptionFilter {
+    /// Accepts every message.
+    pub fn all() -> Self {
+        Self::Tag(TagFilter::all())
+    }
+
+    /// Parses a subscription expression of the given type (`TAG` when absent).
+    pub fn parse(expression: &str, expression_type: Option<&str>) -> Result<Self, FilterError> {
+        match expression_type.map(str::trim) {
+            Some(t) if t.eq_ignore_ascii_case("SQL92") => {
+                compile_sql92(expression).map(Self::Sql92)
+            }
+            other => TagFilter::parse(expression, other).map(Self::Tag),
+        }
+    }
+
+    /// The filter of a subscription registered by heartbeat.
+    pub fn from_subscription(sub: &SubscriptionData) -> Result<Self, FilterError> {
+        Self::parse(&sub.sub_string, Some(sub.expression_type.as_str()))
+    }
+}
+
+impl MessageFilter for SubscriptionFilter {
+    fn matches_tags_code(&self, tags_code: i64) -> bool {
+        match self {
+            Self::Tag(f) => f.matches_tags_code(tags_code),
+            Self::Sql92(_) => true,
+        }
+    }
+
+    fn filters_properties(&self) -> bool {
+        matches!(self, Self::Sql92(_))
+    }
+
+    fn matches_properties(&self, properties: &str) -> bool {
+        match self {
+            Self::Tag(_) => true,
+            Self::Sql92(f) => f.matches(properties),
+        }
+    }
+}
+
+/// An SQL92 expression compiled once and shared; parse errors are not kept.
+fn compile_sql92(expression: &str) -> Result<Arc<Sql92Filter>, FilterError> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Arc<Sql92Filter>>>> =
+        LazyLock::new(Mutex::default);
+    if let Some(f) = CACHE.lock().get(expression) {
+        return Ok(f.clone());
+    }
+    let filter = Arc::new(
+        Sql92Filter::parse(expression).map_err(|source| FilterError::Sql92 {
+            expression: expression.to_owned(),
+            source,
+        })?,
+    );
+    let mut cache = CACHE.lock();
+    if cache.len() >= SQL92_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(expression.to_owned(), filter.clone());
+    Ok(filter)
+}
+
+/// Checks every consumer subscription of a heartbeat: the first one the broker cannot
+/// evaluate, with its group and topic.
+pub(crate) fn check_subscriptions(data: &HeartbeatData) -> Result<(), String> {
+    for consumer in &data.consumer_data_set {
+        for sub in &consumer.subscription_data_set {
+            if let Err(e) = SubscriptionFilter::from_subscription(sub) {
+                return Err(format!(
+                    "consumer group {} cannot subscribe to topic {}: {e}",
+                    consumer.group_name, sub.topic
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +196,30 @@ mod tests {
             );
         }
         assert!(TagFilter::parse("a > 1", Some("SQL92")).is_err());
+    }
+
+    #[test]
+    fn sql92_subscriptions_filter_by_properties_only() {
+        let f = SubscriptionFilter::parse("a > 5", Some("sql92")).expect("parses");
+        assert!(f.matches_tags_code(12345), "tags do not matter");
+        assert!(f.filters_properties());
+        assert!(f.matches_properties("a\u{1}6\u{2}"));
+        assert!(!f.matches_properties("a\u{1}5\u{2}"));
+        let again = SubscriptionFilter::parse("a > 5", Some("SQL92")).expect("parses");
+        match (&f, &again) {
+            (SubscriptionFilter::Sql92(x), SubscriptionFilter::Sql92(y)) => {
+                assert!(Arc::ptr_eq(x, y), "compiled once");
+            }
+            _ => panic!("not SQL92"),
+        }
+        let tag = SubscriptionFilter::parse("TagA", None).expect("parses");
+        assert!(!tag.filters_properties());
+        let err = SubscriptionFilter::parse("a >", Some("SQL92")).expect_err("bad");
+        assert!(
+            err.to_string()
+                .starts_with("invalid SQL92 expression \"a >\": expected a value"),
+            "{err}"
+        );
+        assert!(SubscriptionFilter::parse("x", Some("CLASS")).is_err());
     }
 }

@@ -38,14 +38,16 @@ mod offsets;
 mod persist;
 mod polls;
 pub mod processor;
+mod reset;
 mod retry;
 pub mod schedule;
+pub mod sql92;
 mod stats;
 mod topics;
 
 pub use clients::{ClientChannel, ClientRegistry, ConsumerGroup, QueueLocks};
 pub use config::BrokerConfig;
-pub use filter::{FilterError, TagFilter};
+pub use filter::{FilterError, SubscriptionFilter, TagFilter};
 pub use offsets::OffsetManager;
 pub use retry::{DLQ_GROUP_TOPIC_PREFIX, dlq_topic, retry_topic};
 pub use schedule::{ScheduleService, ScheduleStats};

@@ -29,7 +29,7 @@ use tributary_store::{GetStatus, NewMessage, StoreError};
 
 use crate::Broker;
 use crate::clients::ClientChannel;
-use crate::filter::TagFilter;
+use crate::filter::SubscriptionFilter;
 use crate::stats::BrokerStats;
 use crate::topics::invalid_topic_name;
 
@@ -143,6 +143,8 @@ impl Broker {
             rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_groups(&request),
             rq::QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consumed_by(&request),
             rq::QUERY_TOPICS_BY_CONSUMER => self.topics_by_consumer(&request),
+            rq::INVOKE_BROKER_TO_RESET_OFFSET => self.reset_offset(&request).await,
+            rq::CHECK_CLIENT_CONFIG => self.check_client_config(&request),
             _ => Ok(not_supported(&request)),
         };
         Some(reply.unwrap_or_else(|refusal| {
@@ -407,23 +409,26 @@ impl Broker {
         Ok(config)
     }
 
-    fn pull_filter(&self, header: &PullMessageRequestHeader) -> Result<TagFilter, Refusal> {
+    fn pull_filter(
+        &self,
+        header: &PullMessageRequestHeader,
+    ) -> Result<SubscriptionFilter, Refusal> {
         let parse_failed = |e: crate::filter::FilterError| {
             Refusal::new(rs::SUBSCRIPTION_PARSE_FAILED, e.to_string())
         };
         if sysflag::pull::has(header.sys_flag, sysflag::pull::SUBSCRIPTION) {
             let expression = header.subscription.as_deref().unwrap_or("*");
-            return TagFilter::parse(expression, header.expression_type.as_deref())
+            return SubscriptionFilter::parse(expression, header.expression_type.as_deref())
                 .map_err(parse_failed);
         }
         match self
             .clients
             .subscription(&header.consumer_group, &header.topic)
         {
-            Some(sub) => TagFilter::from_subscription(&sub).map_err(parse_failed),
+            Some(sub) => SubscriptionFilter::from_subscription(&sub).map_err(parse_failed),
             // Java answers SUBSCRIPTION_NOT_EXIST here; every client heartbeats before it
             // pulls, and one that has not yet is better served everything than refused.
-            None => Ok(TagFilter::all()),
+            None => Ok(SubscriptionFilter::all()),
         }
     }
 
@@ -704,6 +709,9 @@ impl Broker {
         if topics_changed {
             self.topics_changed();
         }
+        // Registered all the same (as Java does), but told at once why its pulls will fail.
+        crate::filter::check_subscriptions(&data)
+            .map_err(|why| Refusal::new(rs::SUBSCRIPTION_PARSE_FAILED, why))?;
         Ok(RemotingCommand::response_to(request))
     }
 

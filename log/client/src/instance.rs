@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_protocol::RemotingCommand;
 use tributary_protocol::body::{
-    ConsumerData, ConsumerListByGroup, HeartbeatData, JsonBody, LockBatchRequestBody,
-    LockBatchResponseBody, ProducerData, TopicRouteData, UnlockBatchRequestBody,
+    CheckClientRequestBody, ConsumerData, ConsumerListByGroup, HeartbeatData, JsonBody,
+    LockBatchRequestBody, LockBatchResponseBody, ProducerData, ResetOffsetBody, SubscriptionData,
+    TopicRouteData, UnlockBatchRequestBody,
 };
 use tributary_protocol::codes::{request, response};
 use tributary_protocol::header::{
@@ -25,8 +26,8 @@ use tributary_protocol::header::{
     GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
     GetMinOffsetResponseHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
-    SearchOffsetRequestHeader, SearchOffsetResponseHeader, UnregisterClientRequestHeader,
-    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    ResetOffsetRequestHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use tributary_protocol::message::OffsetMessageId;
 use tributary_protocol::sysflag;
@@ -52,6 +53,15 @@ pub(crate) trait ConsumerMember: Send + Sync + 'static {
     fn topics(&self) -> Vec<String>;
     /// Re-divides the queues of its topics.
     fn rebalance(&self) -> BoxFuture<'_, ()>;
+    /// Moves its queues of `topic` that `offsets` names to those offsets, dropping what it
+    /// buffered of them (RESET_CONSUMER_CLIENT_OFFSET). Pull consumers keep their own offsets.
+    fn reset_offsets(
+        &self,
+        _topic: String,
+        _offsets: BTreeMap<MessageQueue, i64>,
+    ) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// One client: a client id, connections to NameServers and brokers, the route cache, and the
@@ -108,8 +118,12 @@ impl Handler for ClientHandler {
                 inner.rebalance.notify_one();
                 RemotingCommand::response_to(&request)
             }
-            // Later: CHECK_TRANSACTION_STATE (transaction listener), RESET_CONSUMER_CLIENT_OFFSET
-            // (replay), GET_CONSUMER_RUNNING_INFO, PUSH_REPLY_MESSAGE_TO_CLIENT (request-reply).
+            (request::RESET_CONSUMER_CLIENT_OFFSET, Some(inner)) => {
+                ClientInstance { inner }.reset_offsets_from(conn, &request);
+                RemotingCommand::response_to(&request)
+            }
+            // Later: CHECK_TRANSACTION_STATE (transaction listener), GET_CONSUMER_RUNNING_INFO,
+            // PUSH_REPLY_MESSAGE_TO_CLIENT (request-reply).
             _ => not_supported(&request),
         };
         Box::pin(std::future::ready(Some(answer)))
@@ -410,6 +424,44 @@ impl ClientInstance {
         for consumer in self.consumers() {
             consumer.rebalance().await;
         }
+    }
+
+    /// RESET_CONSUMER_CLIENT_OFFSET from a broker: the group's consumer (if this client has
+    /// one) moves to the new offsets, in a task of its own so that the connection's reader
+    /// goes on.
+    fn reset_offsets_from(&self, conn: &Connection, request: &RemotingCommand) {
+        let header: ResetOffsetRequestHeader = match request.decode_header() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(broker = %conn.peer(), error = %e, "bad offset reset from a broker");
+                return;
+            }
+        };
+        let offsets = match ResetOffsetBody::decode(&request.body) {
+            Ok(body) => body.offset_table,
+            Err(e) => {
+                tracing::warn!(broker = %conn.peer(), group = %header.group, error = %e, "bad offset reset from a broker");
+                return;
+            }
+        };
+        let member = self
+            .inner
+            .consumers
+            .lock()
+            .get(&header.group)
+            .and_then(Weak::upgrade);
+        let Some(member) = member else {
+            tracing::debug!(group = %header.group, "offset reset for a group this client does not consume");
+            return;
+        };
+        tracing::info!(broker = %conn.peer(), group = %header.group, topic = %header.topic, timestamp = header.timestamp, queues = offsets.len(), "consumer offsets reset by the broker; pulling again from the new offsets");
+        let cancel = self.inner.cancel.clone();
+        self.inner.tracker.spawn(async move {
+            tokio::select! {
+                () = member.reset_offsets(header.topic, offsets) => {}
+                () = cancel.cancelled() => {}
+            }
+        });
     }
 
     // ---- requests -----------------------------------------------------------------------
@@ -1041,6 +1093,41 @@ impl ClientInstance {
                 max_reconsume_times: Some(max_reconsume_times),
             },
         );
+        self.request(&addr, request).await.map(drop)
+    }
+
+    /// Asks a broker that serves `topic` whether it can evaluate `subscription` (Java's
+    /// `checkClientInBroker`, done for SQL92 subscriptions before a consumer starts). A topic
+    /// without a route is not checked.
+    pub async fn check_client_config(
+        &self,
+        group: &str,
+        subscription: &SubscriptionData,
+    ) -> Result<()> {
+        let Some(route) = self.update_route(&subscription.topic).await? else {
+            return Ok(());
+        };
+        let Some(addr) = route
+            .data
+            .broker_datas
+            .iter()
+            .find_map(|b| {
+                b.broker_addrs
+                    .get(&MASTER_ID)
+                    .or_else(|| b.broker_addrs.values().next())
+            })
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let body = CheckClientRequestBody {
+            client_id: self.inner.client_id.clone(),
+            group: group.to_owned(),
+            subscription_data: Some(subscription.clone()),
+            namespace: None,
+        };
+        let request =
+            RemotingCommand::new_request(request::CHECK_CLIENT_CONFIG, 0).with_body(body.encode()?);
         self.request(&addr, request).await.map(drop)
     }
 

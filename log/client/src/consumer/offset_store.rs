@@ -59,7 +59,23 @@ impl OffsetStore {
 
     /// Sets the offset of `mq`; with `increase_only`, never moves it back.
     pub(crate) fn update(&self, mq: &MessageQueue, offset: i64, increase_only: bool) {
+        self.update_unless(mq, offset, increase_only, || false);
+    }
+
+    /// [`OffsetStore::update`] unless `dropped()` holds, judged under the table lock: a
+    /// reset ([`OffsetStore::reset`]) drops the queue's buffer and sets the offset under the
+    /// same lock, so progress of messages it discarded never overwrites it.
+    pub(crate) fn update_unless(
+        &self,
+        mq: &MessageQueue,
+        offset: i64,
+        increase_only: bool,
+        dropped: impl FnOnce() -> bool,
+    ) {
         let mut table = self.table.lock();
+        if dropped() {
+            return;
+        }
         match table.get_mut(mq) {
             Some(current) if increase_only && *current >= offset => {}
             Some(current) => *current = offset,
@@ -67,6 +83,14 @@ impl OffsetStore {
                 table.insert(mq.clone(), offset);
             }
         }
+    }
+
+    /// Runs `drop` (which marks the queue's buffer dropped) and sets the offset of `mq`, in
+    /// one step under the table lock.
+    pub(crate) fn reset(&self, mq: &MessageQueue, offset: i64, drop: impl FnOnce()) {
+        let mut table = self.table.lock();
+        drop();
+        table.insert(mq.clone(), offset);
     }
 
     /// The offset in memory.

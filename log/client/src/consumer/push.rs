@@ -27,7 +27,7 @@ use tributary_protocol::message::property;
 
 use super::offset_store::OffsetStore;
 use super::process_queue::ProcessQueue;
-use super::subscription::Subscription;
+use super::subscription::{ExpressionType, Subscription};
 use super::{
     ConsumeConcurrentlyStatus, ConsumeContext, ConsumeFrom, ConsumeOrderlyStatus, ConsumerConfig,
     Listener,
@@ -124,6 +124,15 @@ impl PushConsumer {
         let mut table = BTreeMap::new();
         for sub in subscriptions {
             table.insert(sub.topic.clone(), sub);
+        }
+        // Java's `checkClientInBroker`: a broker that cannot evaluate an SQL92 expression says
+        // why now, rather than refusing every pull later.
+        for sub in table.values() {
+            if sub.expression_type == ExpressionType::Sql92 {
+                instance
+                    .check_client_config(&config.group, &sub.to_data())
+                    .await?;
+            }
         }
         let clustering = config.message_model == MessageModel::Clustering;
         if clustering {
@@ -253,6 +262,14 @@ impl ConsumerMember for PushInner {
 
     fn rebalance(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.do_rebalance())
+    }
+
+    fn reset_offsets(
+        &self,
+        topic: String,
+        offsets: BTreeMap<MessageQueue, i64>,
+    ) -> BoxFuture<'_, ()> {
+        Box::pin(self.reset_queues(topic, offsets))
     }
 }
 
@@ -495,6 +512,42 @@ impl PushInner {
         }
     }
 
+    /// Moves the held queues of `topic` that `offsets` names: each queue's buffer is dropped
+    /// (its messages are not delivered, and listener calls already running on them commit
+    /// nothing), the new offset is committed, and a fresh pull starts there.
+    async fn reset_queues(&self, topic: String, offsets: BTreeMap<MessageQueue, i64>) {
+        if self.shut_down.load(Ordering::Acquire) {
+            return;
+        }
+        let _guard = self.rebalance_lock.lock().await;
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let held: Vec<(MessageQueue, Arc<ProcessQueue>, i64)> = self
+            .table
+            .lock()
+            .iter()
+            .filter(|(mq, _)| mq.topic == topic)
+            .filter_map(|(mq, pq)| offsets.get(mq).map(|o| (mq.clone(), pq.clone(), *o)))
+            .collect();
+        for (mq, old, offset) in held {
+            self.offsets.reset(&mq, offset, || old.set_dropped());
+            if self.listener.is_orderly() {
+                // A listener call running on the old buffer ends before the queue's messages
+                // are handed out again, so two calls never hold one queue.
+                let _ = tokio::time::timeout(UNLOCK_WAIT, old.consume_lock.lock()).await;
+            }
+            self.persist_one(&mq).await;
+            let pq = Arc::new(ProcessQueue::new());
+            if self.orderly_clustering() && old.is_locked() {
+                pq.set_locked(true);
+            }
+            self.table.lock().insert(mq.clone(), pq.clone());
+            tracing::info!(group = %self.config.group, topic = %mq.topic, broker = %mq.broker_name, queue_id = mq.queue_id, offset, "queue reset; pulling from the new offset");
+            self.spawn_pull(mq, pq, offset);
+        }
+    }
+
     // ---- queue locks (orderly) ----------------------------------------------------------
 
     async fn lock_one(&self, mq: &MessageQueue) -> bool {
@@ -653,7 +706,8 @@ impl PushInner {
                 PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
                     offset = result.next_begin_offset;
                     if pq.count() == 0 {
-                        self.offsets.update(&mq, offset, true);
+                        self.offsets
+                            .update_unless(&mq, offset, true, || pq.is_dropped());
                     }
                 }
                 PullStatus::OffsetIllegal => {
@@ -773,10 +827,9 @@ impl PushInner {
             .map(|m| m.queue_offset)
             .filter(|o| !retry_locally.iter().any(|r| r.queue_offset == *o))
             .collect();
-        if let Some(offset) = pq.remove(&done)
-            && !pq.is_dropped()
-        {
-            self.offsets.update(&mq, offset, true);
+        if let Some(offset) = pq.remove(&done) {
+            self.offsets
+                .update_unless(&mq, offset, true, || pq.is_dropped());
         }
         if !retry_locally.is_empty() {
             for message in &mut retry_locally {
@@ -842,10 +895,9 @@ impl PushInner {
                 });
             match status {
                 ConsumeOrderlyStatus::Success => {
-                    if let Some(offset) = pq.commit()
-                        && !pq.is_dropped()
-                    {
-                        self.offsets.update(&mq, offset, false);
+                    if let Some(offset) = pq.commit() {
+                        self.offsets
+                            .update_unless(&mq, offset, false, || pq.is_dropped());
                     }
                     drop(guard);
                 }

@@ -16,6 +16,7 @@ mod consumer;
 mod heartbeat;
 mod lock;
 mod namesrv;
+mod reset;
 mod route;
 mod topic_config;
 
@@ -24,13 +25,14 @@ pub use admin::{
     SubscriptionGroupWrapper,
 };
 pub use cluster::ClusterInfo;
-pub use consumer::ConsumerListByGroup;
+pub use consumer::{CheckClientRequestBody, ConsumerListByGroup};
 pub use heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, HeartbeatData, MessageModel, ProducerData,
     SubscriptionData,
 };
 pub use lock::{LockBatchRequestBody, LockBatchResponseBody, MessageQueue, UnlockBatchRequestBody};
 pub use namesrv::{KvTable, TopicList};
+pub use reset::ResetOffsetBody;
 pub use route::{BrokerData, QueueData, TopicRouteData};
 pub use topic_config::{
     DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper, TopicFilterType,

@@ -12,6 +12,7 @@ mod namesrv;
 mod offset;
 mod pull;
 mod query;
+mod reset;
 mod send;
 mod topic;
 mod transaction;
@@ -38,6 +39,7 @@ pub use offset::{
 };
 pub use pull::{PullMessageRequestHeader, PullMessageResponseHeader};
 pub use query::{QueryMessageRequestHeader, QueryMessageResponseHeader, ViewMessageRequestHeader};
+pub use reset::ResetOffsetRequestHeader;
 pub use send::{
     ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
     SendMessageResponseHeader,
