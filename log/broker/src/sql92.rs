@@ -1108,8 +1108,10 @@ mod tests {
         ))
     }
 
-    /// Each case: expression, properties, expected result (None: NULL or failure).
-    fn check(cases: &[(&str, &[(&str, &str)], Option<bool>)]) {
+    /// Expression, properties, expected result (None: NULL or failure).
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<bool>);
+
+    fn check(cases: &[Case<'_>]) {
         for (expr, props, expected) in cases {
             assert_eq!(eval(expr, props), *expected, "{expr} over {props:?}");
         }
