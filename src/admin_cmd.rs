@@ -65,7 +65,7 @@ pub fn group(command: GroupCommand) -> Result<()> {
 }
 
 /// Starts an admin client, runs `work` with it and shuts the client down whatever happened.
-async fn with_admin<T>(
+pub(crate) async fn with_admin<T>(
     args: &ClientArgs,
     work: impl AsyncFnOnce(&Admin) -> Result<T>,
 ) -> Result<T> {

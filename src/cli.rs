@@ -47,6 +47,10 @@ pub enum Command {
     /// List consumer groups; show a group's per-queue offsets, lag and online clients.
     #[command(subcommand, long_about = GROUP_HELP)]
     Group(GroupCommand),
+    /// List a consumer group's dead letters (`%DLQ%<group>`) and send them again to the topic
+    /// they came from.
+    #[command(subcommand, long_about = DLQ_HELP)]
+    Dlq(DlqCommand),
     /// Measure performance on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -183,6 +187,22 @@ with their addresses, and what they subscribe to. A group no broker knows is an 
 Examples:
   tributary group describe audit
   tributary group describe audit --json | jq '.total_lag'";
+
+const DLQ_HELP: &str = "List and re-send a consumer group's dead letters.
+
+A message a consumer could not consume goes back to the broker, which delivers it again
+through the group's retry topic %RETRY%<group> with growing delays (10 s, 30 s, 1 m, … 2 h);
+after the group's maximum number of retries (16 by default) it goes to the dead-letter topic
+%DLQ%<group>, where no consumer reads it. `dlq list` prints those messages with the topic they
+came from and how often they were consumed. `dlq resend` sends them again, as new messages
+with the same body, tags, keys and properties, to the topic they came from, where every
+consumer group sees them again. A dead-letter topic is a log: re-sent messages stay in it.
+
+Examples:
+  tributary dlq list --group audit
+  tributary dlq list --group audit --json | jq '.messages[].msg_id'
+  tributary dlq resend --group audit --msg-id 7F0000014675ECEBBFDF697521E00000
+  tributary dlq resend --group audit --all";
 
 /// Where the NameServers are and how to print; shared by the client commands.
 #[derive(Debug, Args)]
@@ -343,6 +363,43 @@ pub struct GroupListArgs {
 pub struct GroupDescribeArgs {
     /// Consumer group.
     pub group: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Print the messages in a group's dead-letter topic, oldest first.
+    List(DlqListArgs),
+    /// Send dead letters again to the topic they came from.
+    Resend(DlqResendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// Consumer group.
+    #[arg(long)]
+    pub group: String,
+    /// Print at most this many messages.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_messages: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["msg_id", "all"])))]
+pub struct DlqResendArgs {
+    /// Consumer group.
+    #[arg(long)]
+    pub group: String,
+    /// Message id to re-send, as `dlq list` prints it (the producer's id), or the dead
+    /// letter's offset message id; repeat for several.
+    #[arg(long)]
+    pub msg_id: Vec<String>,
+    /// Re-send every message in the dead-letter topic.
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }

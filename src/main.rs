@@ -6,6 +6,7 @@ mod bench_net;
 mod cli;
 mod config;
 mod consume_cmd;
+mod dlq_cmd;
 mod metrics;
 mod output;
 mod produce_cmd;
@@ -76,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Topic(cmd) => admin_cmd::topic(cmd),
         Command::Group(cmd) => admin_cmd::group(cmd),
+        Command::Dlq(cmd) => dlq_cmd::run(cmd),
         Command::Produce(args) => produce_cmd::run(args),
         Command::Consume(args) => consume_cmd::run(args),
         Command::Bench(BenchCommand::Store(args)) => bench::store(args),

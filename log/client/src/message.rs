@@ -76,6 +76,24 @@ impl Message {
         self
     }
 
+    /// Sets the time to deliver at, ms since the epoch (`TIMER_DELIVER_MS`, RocketMQ 5's
+    /// `setDeliverTimeMs`), returning `self`. Brokers accept up to their
+    /// `timer_max_delay_secs` ahead (3 days by default); a time in the past delivers at once.
+    pub fn with_deliver_time_ms(mut self, epoch_ms: i64) -> Self {
+        self.properties
+            .insert(property::TIMER_DELIVER_MS.into(), epoch_ms.to_string());
+        self
+    }
+
+    /// Sets a delay from when the broker stores the message (`TIMER_DELAY_MS`), returning
+    /// `self`.
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        self.properties
+            .insert(property::TIMER_DELAY_MS.into(), ms.to_string());
+        self
+    }
+
     /// The tag, if set.
     pub fn tags(&self) -> Option<&str> {
         self.property(property::TAGS)

@@ -147,9 +147,12 @@ impl ConsumerConfig {
 pub enum ConsumeConcurrentlyStatus {
     /// Done; the offset may move past them.
     ConsumeSuccess,
-    /// Deliver them again later: through the group's retry topic (CONSUMER_SEND_MSG_BACK,
-    /// with the broker's stepped delays) in clustering mode, or, when the broker cannot take
-    /// them back, by consuming them again locally after `local_retry_delay`. Broadcasting
+    /// Deliver them again later. In clustering mode they go back to the broker
+    /// (CONSUMER_SEND_MSG_BACK), which redelivers them through the group's retry topic
+    /// `%RETRY%<group>` after stepped delays (10 s, 30 s, 1 m, … 2 h), under their original
+    /// topic with `reconsume_times` one higher, and moves them to the dead-letter topic
+    /// `%DLQ%<group>` after `max_reconsume_times` retries. Only when the broker cannot take a
+    /// message back is it consumed again locally after `local_retry_delay`. Broadcasting
     /// consumers do not retry (as Java): the messages are logged and skipped.
     ReconsumeLater,
 }

@@ -812,7 +812,7 @@ impl PushInner {
                         )
                         .await
                     {
-                        tracing::debug!(group = %self.config.group, msg_id = message.msg_id(), error = %e, "send back failed; retrying locally");
+                        tracing::warn!(group = %self.config.group, msg_id = message.msg_id(), error = %e, "the broker did not take the message back; consuming it again locally");
                         retry_locally.push(message.clone());
                     }
                 }

@@ -1,0 +1,299 @@
+//! `tributary dlq list|resend`: a consumer group's dead letters (`%DLQ%<group>`), read with a
+//! tools group that commits nothing, and sent again to the topic they came from (their
+//! `RETRY_TOPIC` property) with tributary-client's [`Producer`].
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tributary_client::consumer::SUB_ALL;
+use tributary_client::instance::PullArgs;
+use tributary_client::message::DLQ_GROUP_TOPIC_PREFIX;
+use tributary_client::{
+    Admin, ClientError, Message, MessageExt, Producer, ProducerConfig, PullStatus,
+};
+use tributary_protocol::message::property;
+
+use crate::admin_cmd::with_admin;
+use crate::cli::{DlqCommand, DlqListArgs, DlqResendArgs};
+use crate::output::{Table, format_time_ms, print_json, printable};
+
+/// The group the dead letters are read as (Java's `MixAll.TOOLS_CONSUMER_GROUP`).
+const TOOLS_GROUP: &str = "TOOLS_CONSUMER";
+/// Messages per pull.
+const PULL_BATCH: i32 = 32;
+/// The producer group re-sent messages are sent as.
+const RESEND_GROUP: &str = "tributary-cli-dlq";
+/// Properties the broker or a client's consumption added, dropped from a re-sent message:
+/// it is a new message on its original topic.
+const DROPPED_ON_RESEND: &[&str] = &[
+    property::RETRY_TOPIC,
+    property::REAL_TOPIC,
+    property::REAL_QUEUE_ID,
+    property::DELAY_TIME_LEVEL,
+    property::TIMER_DELIVER_MS,
+    property::TIMER_DELAY_SEC,
+    property::TIMER_DELAY_MS,
+    property::TIMER_OUT_MS,
+    property::RECONSUME_TIME,
+    property::MAX_RECONSUME_TIMES,
+    property::CONSUME_START_TIMESTAMP,
+    property::MIN_OFFSET,
+    property::MAX_OFFSET,
+    property::WAIT_STORE_MSG_OK,
+    property::TRANSACTION_PREPARED,
+    property::PRODUCER_GROUP,
+    property::CLUSTER,
+    tributary_broker::schedule::SOURCE_PROPERTY,
+];
+
+/// Runs a `dlq` command.
+pub fn run(command: DlqCommand) -> Result<()> {
+    crate::runtime()?.block_on(async move {
+        match command {
+            DlqCommand::List(args) => {
+                with_admin(&args.client, async |admin| list(admin, &args).await).await
+            }
+            DlqCommand::Resend(args) => {
+                with_admin(&args.client, async |admin| resend(admin, &args).await).await
+            }
+        }
+    })
+}
+
+fn dlq_topic(group: &str) -> String {
+    format!("{DLQ_GROUP_TOPIC_PREFIX}{group}")
+}
+
+/// Up to `max` messages of the group's dead-letter topic, queue by queue in offset order.
+/// A group that never had a dead letter has no such topic: no messages.
+async fn dead_letters(admin: &Admin, group: &str, max: u64) -> Result<Vec<MessageExt>> {
+    let topic = dlq_topic(group);
+    let queues = match admin.topic_status(&topic).await {
+        Ok(q) => q,
+        Err(ClientError::NoRoute { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("look up topic {topic}"))),
+    };
+    let mut out = Vec::new();
+    for status in queues {
+        let mut offset = status.min_offset;
+        while offset < status.max_offset && (out.len() as u64) < max {
+            let args = PullArgs {
+                group: TOOLS_GROUP.to_owned(),
+                offset,
+                max_nums: PULL_BATCH,
+                expression: Some(SUB_ALL.to_owned()),
+                expression_type: "TAG".to_owned(),
+                sub_version: 0,
+                commit_offset: None,
+                suspend: None,
+            };
+            let result = admin
+                .instance()
+                .pull(&status.queue, &args)
+                .await
+                .with_context(|| {
+                    format!(
+                        "read {topic} on {} queue {} at offset {offset}",
+                        status.queue.broker_name, status.queue.queue_id
+                    )
+                })?;
+            if result.status != PullStatus::Found || result.next_begin_offset <= offset {
+                break;
+            }
+            offset = result.next_begin_offset;
+            let room = usize::try_from(max).unwrap_or(usize::MAX) - out.len();
+            out.extend(result.messages.into_iter().take(room));
+        }
+    }
+    Ok(out)
+}
+
+/// One dead letter as `dlq list --json` prints it.
+#[derive(Debug, Serialize)]
+struct DeadLetter {
+    broker: String,
+    queue_id: i32,
+    queue_offset: i64,
+    msg_id: String,
+    offset_msg_id: String,
+    origin_msg_id: Option<String>,
+    topic: Option<String>,
+    reconsume_times: i32,
+    stored: String,
+    tags: Option<String>,
+    keys: Vec<String>,
+    body: String,
+}
+
+impl DeadLetter {
+    fn of(m: &MessageExt) -> Self {
+        Self {
+            broker: m.broker_name.clone(),
+            queue_id: m.queue_id,
+            queue_offset: m.queue_offset,
+            msg_id: m.msg_id().to_owned(),
+            offset_msg_id: m.offset_msg_id.clone(),
+            origin_msg_id: m.property(property::ORIGIN_MESSAGE_ID).map(String::from),
+            topic: m.property(property::RETRY_TOPIC).map(String::from),
+            reconsume_times: m.reconsume_times,
+            stored: format_time_ms(m.store_timestamp),
+            tags: m.tags().map(String::from),
+            keys: m.keys().into_iter().map(String::from).collect(),
+            body: printable(&m.body),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DeadLetters {
+    group: String,
+    topic: String,
+    messages: Vec<DeadLetter>,
+}
+
+async fn list(admin: &Admin, args: &DlqListArgs) -> Result<()> {
+    let messages = dead_letters(admin, &args.group, args.max_messages).await?;
+    let listed = DeadLetters {
+        group: args.group.clone(),
+        topic: dlq_topic(&args.group),
+        messages: messages.iter().map(DeadLetter::of).collect(),
+    };
+    if args.client.json {
+        return print_json(&listed);
+    }
+    if listed.messages.is_empty() {
+        return crate::output::print_text(&format!("Group {} has no dead letters.\n", args.group));
+    }
+    let mut table = Table::new(&[
+        "QUEUE",
+        ">OFFSET",
+        "MSG ID",
+        "TOPIC",
+        ">RECONSUMED",
+        "STORED",
+        "TAGS",
+        "BODY",
+    ]);
+    for d in &listed.messages {
+        table.row(vec![
+            format!("{}:{}", d.broker, d.queue_id),
+            d.queue_offset.to_string(),
+            d.msg_id.clone(),
+            d.topic.clone().unwrap_or_else(|| "-".into()),
+            d.reconsume_times.to_string(),
+            d.stored.clone(),
+            d.tags.clone().unwrap_or_default(),
+            d.body.clone(),
+        ]);
+    }
+    table.print()?;
+    crate::output::print_text(&format!(
+        "{} dead letter{} in {}.\n",
+        listed.messages.len(),
+        if listed.messages.len() == 1 { "" } else { "s" },
+        listed.topic
+    ))
+}
+
+/// The message `resend` sends for a dead letter: same body, flag and user properties, to the
+/// topic it came from.
+fn resent(m: &MessageExt) -> Result<Message> {
+    let topic = m.property(property::RETRY_TOPIC).with_context(|| {
+        format!(
+            "dead letter {} does not name the topic it came from (no RETRY_TOPIC property)",
+            m.msg_id()
+        )
+    })?;
+    let mut properties = m.properties.clone();
+    for name in DROPPED_ON_RESEND {
+        properties.remove(*name);
+    }
+    Ok(Message {
+        topic: topic.to_owned(),
+        flag: m.flag,
+        body: m.body.clone(),
+        properties,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Resent {
+    msg_id: String,
+    topic: String,
+    broker: String,
+    queue_id: i32,
+    queue_offset: i64,
+}
+
+async fn resend(admin: &Admin, args: &DlqResendArgs) -> Result<()> {
+    let all = dead_letters(admin, &args.group, u64::MAX).await?;
+    let chosen: Vec<&MessageExt> = if args.all {
+        all.iter().collect()
+    } else {
+        let mut chosen = Vec::new();
+        for id in &args.msg_id {
+            let found: Vec<&MessageExt> = all
+                .iter()
+                .filter(|m| m.msg_id() == id || m.offset_msg_id == *id)
+                .collect();
+            if found.is_empty() {
+                anyhow::bail!(
+                    "no dead letter of group {} has message id {id} (see `tributary dlq list --group {}`)",
+                    args.group,
+                    args.group
+                );
+            }
+            chosen.extend(found);
+        }
+        chosen
+    };
+    let messages = chosen
+        .iter()
+        .map(|m| resent(m))
+        .collect::<Result<Vec<_>>>()?;
+    let mut done = Vec::new();
+    if !messages.is_empty() {
+        let producer =
+            Producer::with_instance(admin.instance().clone(), ProducerConfig::new(RESEND_GROUP))
+                .context("start producer")?;
+        for message in messages {
+            let topic = message.topic.clone();
+            let result = producer.send(message).await;
+            let result = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    producer.shutdown().await;
+                    return Err(anyhow::Error::new(e).context(format!("re-send to {topic}")));
+                }
+            };
+            done.push(Resent {
+                msg_id: result.msg_id,
+                topic,
+                broker: result.queue.broker_name,
+                queue_id: result.queue.queue_id,
+                queue_offset: result.queue_offset,
+            });
+        }
+        producer.shutdown().await;
+    }
+    if args.client.json {
+        return print_json(&done);
+    }
+    let mut table = Table::new(&["MSG ID", "TOPIC", "QUEUE", ">OFFSET"]);
+    for r in &done {
+        table.row(vec![
+            r.msg_id.clone(),
+            r.topic.clone(),
+            format!("{}:{}", r.broker, r.queue_id),
+            r.queue_offset.to_string(),
+        ]);
+    }
+    if !done.is_empty() {
+        table.print()?;
+    }
+    crate::output::print_text(&format!(
+        "Re-sent {} dead letter{} of group {}.\n",
+        done.len(),
+        if done.len() == 1 { "" } else { "s" },
+        args.group
+    ))
+}

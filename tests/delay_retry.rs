@@ -1,0 +1,389 @@
+//! Delayed messages, retries and dead letters end to end against the real `tributary server`:
+//! delayed messages delivered before a SIGKILL are not delivered again after the restart (the
+//! progress file is never rewritten in that run, so the broker must find its copies in the
+//! commit log), and pending ones are delivered once; our client's ReconsumeLater goes through
+//! the broker's retry topic with growing reconsume times into the dead-letter topic, and
+//! `tributary dlq list|resend` shows it and sends it back to its topic.
+//!
+//! Every wait polls observable state until a deadline; nothing asserts on time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::TestServer;
+use parking_lot::Mutex;
+use tributary_client::admin::{TopicSpec, TopicTarget};
+use tributary_client::consumer::{Listener, SUB_ALL};
+use tributary_client::instance::PullArgs;
+use tributary_client::{
+    Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumerConfig, Message,
+    MessageExt, Producer, ProducerConfig, PullStatus, PushConsumer, Subscription,
+};
+
+/// Deadline of every wait.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn client(namesrv: &str) -> ClientConfig {
+    let mut config = ClientConfig::new(namesrv);
+    config.poll_name_server_interval = Duration::from_millis(300);
+    config.heartbeat_broker_interval = Duration::from_millis(300);
+    config.rebalance_interval = Duration::from_millis(300);
+    config
+}
+
+/// Writes a configuration file into `dir`.
+fn config_file(dir: &Path, broker_section: &str) -> PathBuf {
+    let path = dir.join("tributary.toml");
+    std::fs::write(&path, format!("[broker]\n{broker_section}\n")).expect("write config");
+    path
+}
+
+fn start(data: &Path, config: &Path) -> TestServer {
+    let config = config.to_str().expect("utf-8 path");
+    TestServer::start(data, &["--config", config])
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn create_topic(admin: &Admin, server: &TestServer, topic: &str, queues: i32) {
+    let target = TopicTarget::Broker(server.broker.clone());
+    wait_until("the topic is created and routed", async || {
+        admin
+            .create_topic(&TopicSpec::new(topic, queues), &target)
+            .await
+            .is_ok()
+            && admin
+                .topic_route(topic)
+                .await
+                .is_ok_and(|r| !r.queue_datas.is_empty())
+    })
+    .await;
+}
+
+/// Every message stored in `topic`, queue by queue.
+async fn stored(admin: &Admin, topic: &str) -> Vec<MessageExt> {
+    let mut out = Vec::new();
+    for status in admin.topic_status(topic).await.expect("topic status") {
+        let mut offset = status.min_offset;
+        while offset < status.max_offset {
+            let args = PullArgs {
+                group: "TOOLS_CONSUMER".into(),
+                offset,
+                max_nums: 32,
+                expression: Some(SUB_ALL.into()),
+                expression_type: "TAG".into(),
+                sub_version: 0,
+                commit_offset: None,
+                suspend: None,
+            };
+            let r = admin
+                .instance()
+                .pull(&status.queue, &args)
+                .await
+                .expect("pull");
+            if r.status != PullStatus::Found {
+                break;
+            }
+            offset = r.next_begin_offset;
+            out.extend(r.messages);
+        }
+    }
+    out
+}
+
+async fn stored_count(admin: &Admin, topic: &str) -> i64 {
+    admin
+        .topic_status(topic)
+        .await
+        .map(|qs| qs.iter().map(|q| q.max_offset - q.min_offset).sum())
+        .unwrap_or(0)
+}
+
+fn bodies(messages: &[MessageExt]) -> Vec<String> {
+    let mut b: Vec<String> = messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    b.sort();
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The progress file is written at start and then not for an hour: after the SIGKILL the
+    // broker knows what it delivered only from the commit log.
+    let config = config_file(
+        dir.path(),
+        "delay_levels = \"300ms 1s 3s\"\nschedule_flush_interval_ms = 3600000",
+    );
+    let data = dir.path().join("data");
+    let server = start(&data, &config);
+    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    create_topic(&admin, &server, "Later", 4).await;
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("later-pg"))
+        .await
+        .expect("producer");
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let body = format!("soon-{i:02}");
+        producer
+            .send(Message::new("Later", body.clone()).with_delay_level(1))
+            .await
+            .expect("send");
+        expected.push(body);
+    }
+    for i in 0..10 {
+        let body = format!("later-{i:02}");
+        producer
+            .send(Message::new("Later", body.clone()).with_delay_level(3))
+            .await
+            .expect("send");
+        expected.push(body);
+    }
+    // Timers, pending across the kill too.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    for i in 0..5 {
+        let body = format!("timer-{i:02}");
+        let message = if i % 2 == 0 {
+            Message::new("Later", body.clone()).with_delay(Duration::from_secs(3))
+        } else {
+            Message::new("Later", body.clone()).with_deliver_time_ms(now_ms + 3500)
+        };
+        producer.send(message).await.expect("send");
+        expected.push(body);
+    }
+    wait_until("the short delays are delivered", async || {
+        stored_count(&admin, "Later").await >= 20
+    })
+    .await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(!server.kill().success());
+    // The progress on disk predates the deliveries: only the commit log tells.
+    let progress: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("broker").join("delayOffset.json")).expect("progress file"),
+    )
+    .expect("progress json");
+    assert_eq!(progress["offsetTable"]["1"], 0, "{progress}");
+
+    let server = start(&data, &config);
+    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    wait_until("every delayed message is delivered", async || {
+        stored_count(&admin, "Later").await >= 35
+    })
+    .await;
+    // A marker behind them in the first level's queue: anything delivered again would be
+    // stored before it.
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("later-pg"))
+        .await
+        .expect("producer");
+    producer
+        .send(Message::new("Later", "zz-marker").with_delay_level(1))
+        .await
+        .expect("send marker");
+    wait_until("the marker is delivered", async || {
+        stored(&admin, "Later")
+            .await
+            .iter()
+            .any(|m| &m.body[..] == b"zz-marker")
+    })
+    .await;
+    expected.push("zz-marker".into());
+    expected.sort();
+    assert_eq!(bodies(&stored(&admin, "Later").await), expected);
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// `tributary <args> --namesrv <ns>`.
+fn cli(namesrv: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(args)
+        .args(["--namesrv", namesrv])
+        .env_remove("NAMESRV_ADDR")
+        .output()
+        .expect("run tributary")
+}
+
+fn cli_ok(namesrv: &str, args: &[&str]) -> String {
+    let out = cli(namesrv, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tributary {args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn dlq_json(namesrv: &str, group: &str) -> serde_json::Value {
+    let text = cli_ok(namesrv, &["dlq", "list", "--group", group, "--json"]);
+    serde_json::from_str(&text).expect("dlq list --json")
+}
+
+/// Per body, the (reconsume times, topic) of each delivery.
+type Deliveries = Arc<Mutex<BTreeMap<String, Vec<(i32, String)>>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let levels = vec!["100ms"; 18].join(" ");
+    let config = config_file(dir.path(), &format!("delay_levels = \"{levels}\""));
+    let server = start(&dir.path().join("data"), &config);
+    let ns = server.namesrv.clone();
+    let admin = Admin::start(client(&ns)).await.expect("admin");
+    create_topic(&admin, &server, "Work", 2).await;
+
+    let deliveries: Deliveries = Arc::default();
+    let fixed = Arc::new(AtomicBool::new(false));
+    let listener = {
+        let (deliveries, fixed) = (deliveries.clone(), fixed.clone());
+        Listener::concurrently(move |messages: Arc<[MessageExt]>, _ctx| {
+            let mut fail = false;
+            let mut d = deliveries.lock();
+            for m in messages.iter() {
+                let body = String::from_utf8_lossy(&m.body).into_owned();
+                fail |= body.starts_with("bad") && !fixed.load(Ordering::SeqCst);
+                d.entry(body)
+                    .or_default()
+                    .push((m.reconsume_times, m.topic.clone()));
+            }
+            async move {
+                if fail {
+                    ConsumeConcurrentlyStatus::ReconsumeLater
+                } else {
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                }
+            }
+        })
+    };
+    let mut config = ConsumerConfig::new("workers");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.max_reconsume_times = 2;
+    // Long enough that a local retry (the fallback when the broker refuses) would not pass.
+    config.local_retry_delay = Duration::from_secs(600);
+    let consumer = PushConsumer::start(
+        client(&ns),
+        config,
+        vec![Subscription::tag("Work", "*")],
+        listener,
+    )
+    .await
+    .expect("consumer");
+    let producer = Producer::start(client(&ns), ProducerConfig::new("work-pg"))
+        .await
+        .expect("producer");
+    producer
+        .send(Message::new("Work", "good-1"))
+        .await
+        .expect("send");
+    let bad = producer
+        .send(
+            Message::new("Work", "bad-1")
+                .with_tags("T1")
+                .with_keys(["k-bad"]),
+        )
+        .await
+        .expect("send");
+
+    // Delivered with reconsume times 0, 1, 2 under its own topic; then a dead letter.
+    wait_until("the failing message is a dead letter", async || {
+        dlq_json(&ns, "workers")["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    let seen = deliveries.lock().get("bad-1").cloned().unwrap_or_default();
+    let work = "Work".to_string();
+    assert_eq!(
+        seen,
+        [(0, work.clone()), (1, work.clone()), (2, work.clone())]
+    );
+    assert_eq!(deliveries.lock().get("good-1").map(Vec::len), Some(1));
+    let listed = dlq_json(&ns, "workers");
+    let dead = &listed["messages"][0];
+    assert_eq!(dead["topic"], "Work", "{listed}");
+    assert_eq!(dead["reconsume_times"], 3, "{listed}");
+    assert_eq!(dead["body"], "bad-1", "{listed}");
+    assert_eq!(dead["tags"], "T1", "{listed}");
+    assert_eq!(dead["msg_id"], bad.msg_id.as_str(), "{listed}");
+    assert_eq!(
+        dead["origin_msg_id"],
+        bad.offset_msg_id.as_str(),
+        "{listed}"
+    );
+    let table = cli_ok(&ns, &["dlq", "list", "--group", "workers"]);
+    assert!(
+        table.contains("bad-1")
+            && table.contains("Work")
+            && table.contains("1 dead letter in %DLQ%workers"),
+        "{table}"
+    );
+
+    // Fixed: send it back to its topic, where it is consumed as a new message.
+    fixed.store(true, Ordering::SeqCst);
+    let out = cli_ok(
+        &ns,
+        &[
+            "dlq",
+            "resend",
+            "--group",
+            "workers",
+            "--msg-id",
+            &bad.msg_id,
+        ],
+    );
+    assert!(
+        out.contains("Re-sent 1 dead letter of group workers"),
+        "{out}"
+    );
+    wait_until("the re-sent message is consumed", async || {
+        deliveries.lock().get("bad-1").is_some_and(|d| d.len() == 4)
+    })
+    .await;
+    assert_eq!(deliveries.lock()["bad-1"][3], (0, work.clone()));
+    let resent = stored(&admin, "Work").await;
+    let again = resent
+        .iter()
+        .filter(|m| &m.body[..] == b"bad-1")
+        .nth(1)
+        .expect("re-sent copy");
+    assert_eq!(again.tags(), Some("T1"));
+    assert_eq!(again.keys(), ["k-bad"]);
+    assert_eq!(again.property("RETRY_TOPIC"), None);
+
+    // Unknown ids fail; a group without dead letters has none.
+    let out = cli(
+        &ns,
+        &["dlq", "resend", "--group", "workers", "--msg-id", "NOPE"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let none = cli_ok(&ns, &["dlq", "list", "--group", "nobody"]);
+    assert!(none.contains("Group nobody has no dead letters."), "{none}");
+
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
