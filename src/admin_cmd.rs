@@ -60,6 +60,12 @@ pub fn group(command: GroupCommand) -> Result<()> {
                 })
                 .await
             }
+            GroupCommand::Reset(args) => {
+                with_admin(&args.client, async |admin| {
+                    crate::replay_cmd::reset(admin, &args).await
+                })
+                .await
+            }
         }
     })
 }

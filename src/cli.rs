@@ -44,9 +44,14 @@ pub enum Command {
     /// Print the messages of a topic as a member of a consumer group, committing its offsets.
     #[command(long_about = CONSUME_HELP)]
     Consume(ConsumeArgs),
-    /// List consumer groups; show a group's per-queue offsets, lag and online clients.
+    /// List consumer groups; show a group's per-queue offsets, lag and online clients; reset
+    /// a group's offsets to a point in time (replay).
     #[command(subcommand, long_about = GROUP_HELP)]
     Group(GroupCommand),
+    /// Look stored messages up by id, by key and time range, or by queue offset, and print
+    /// their body and properties.
+    #[command(subcommand, long_about = MESSAGE_HELP)]
+    Message(MessageCommand),
     /// List a consumer group's dead letters (`%DLQ%<group>`) and send them again to the topic
     /// they came from.
     #[command(subcommand, long_about = DLQ_HELP)]
@@ -141,17 +146,56 @@ Examples:
   tributary consume --topic orders --group audit --tags 'created || paid' --max-messages 10
   tributary consume --topic orders --group audit --from -1h --idle-timeout 5 --json | jq .body";
 
-const GROUP_HELP: &str = "List consumer groups and show their progress.
+const GROUP_HELP: &str = "List consumer groups, show their progress, reset their offsets.
 
 `group list` shows every group the brokers know (online, or with committed offsets), its
 online clients and its total lag. `group describe` shows, per queue of every topic the group
 reads, the broker offset (end of the queue), the group's committed offset and the lag between
-them, then the group's online clients and their subscriptions.
+them, then the group's online clients and their subscriptions. `group reset` moves the
+group's offsets on a topic to a point in time, to consume again from there (replay).
 
 Examples:
   tributary group list
   tributary group describe audit
-  tributary group describe audit --json | jq .total_lag";
+  tributary group describe audit --json | jq .total_lag
+  tributary group reset --group audit --topic orders --to -1h";
+
+const GROUP_RESET_HELP: &str = "Reset a consumer group's offsets on a topic to a point in time.
+
+Every queue of the topic, on every broker that carries it, is moved to its first message stored
+at or after the time (`--to first`: the oldest stored message; `--to last`: the end, skipping
+everything not yet consumed). The group then consumes again from there: messages it already
+consumed are delivered again (replay), or messages are skipped when the point is later than
+where it was. Members of the group that are online are told by the broker to drop what they
+have buffered and pull from the new offsets at once; a group with no member online resumes
+there when one starts.
+
+--to is `first`, `last`, an RFC 3339 time (2026-11-21T10:00:00Z), a local time without zone
+(2026-11-21T10:00:00 or '2026-11-21 10:00'), milliseconds since the epoch, or a time relative
+to now (-30s, -15m, -1h30m, -2d).
+
+Examples:
+  tributary group reset --group audit --topic orders --to -1h
+  tributary group reset --group audit --topic orders --to 2026-11-21T10:00:00
+  tributary group reset --group audit --topic orders --to last --json";
+
+const MESSAGE_HELP: &str = "Look stored messages up and print their body and properties.
+
+`message show ID` finds a message by the id producers print (its unique id, UNIQ_KEY) or by its
+offset message id (store address and commit log offset, what brokers return): an offset id is
+read directly from its broker; a unique id is looked up in the index of --topic, or of every
+topic when --topic is not given (slower). Every stored copy is printed (a message that was
+delayed or retried is stored more than once). `message query` lists the messages of a topic
+with a key (KEYS), stored in a time range (--begin, --end; all time by default). `message get`
+prints the message at an offset of one queue.
+
+Times are RFC 3339, local times without zone, epoch milliseconds, or relative (-1h).
+
+Examples:
+  tributary message show 7F0000014675ECEBBFDF697521E00000
+  tributary message show 7F0000014675ECEBBFDF697521E00000 --topic orders --json
+  tributary message query --topic orders --key order-1 --begin -2d
+  tributary message get --topic orders --queue 0 --offset 42";
 
 const TOPIC_CREATE_HELP: &str = "Create or update a topic.
 
@@ -351,6 +395,85 @@ pub enum GroupCommand {
     /// clients.
     #[command(long_about = GROUP_DESCRIBE_HELP)]
     Describe(GroupDescribeArgs),
+    /// Reset a group's offsets on a topic to a point in time (`--to -1h`, a time, `first`,
+    /// `last`); online members pull again from there.
+    #[command(long_about = GROUP_RESET_HELP)]
+    Reset(GroupResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GroupResetArgs {
+    /// Consumer group.
+    #[arg(long)]
+    pub group: String,
+    /// Topic whose queues are reset.
+    #[arg(long)]
+    pub topic: String,
+    /// Where to: `first`, `last`, a time, or a time relative to now such as `-1h`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub to: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessageCommand {
+    /// Print a message by its id (unique id or offset message id).
+    Show(MessageShowArgs),
+    /// List a topic's messages with a key, stored in a time range.
+    Query(MessageQueryArgs),
+    /// Print the message at an offset of a queue.
+    Get(MessageGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MessageShowArgs {
+    /// Message id: the unique id producers print, or an offset message id.
+    pub msg_id: String,
+    /// Topic to look a unique id up in (default: every topic).
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MessageQueryArgs {
+    /// Topic.
+    #[arg(long)]
+    pub topic: String,
+    /// Message key (one of the keys the producer set).
+    #[arg(long)]
+    pub key: String,
+    /// Stored at or after this time (default: any time).
+    #[arg(long, allow_hyphen_values = true)]
+    pub begin: Option<String>,
+    /// Stored at or before this time (default: now).
+    #[arg(long, allow_hyphen_values = true)]
+    pub end: Option<String>,
+    /// Print at most this many messages.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_messages: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MessageGetArgs {
+    /// Topic.
+    #[arg(long)]
+    pub topic: String,
+    /// Queue id.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub queue: i32,
+    /// Offset in the queue.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    pub offset: i64,
+    /// Broker name of the queue (needed when several brokers carry the topic).
+    #[arg(long)]
+    pub broker: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tributary_client::consumer::Listener;
@@ -24,7 +23,8 @@ use tributary_client::{
 };
 
 use crate::cli::ConsumeArgs;
-use crate::output::{client_config, format_time_ms, printable, topic_error};
+use crate::output::{JsonMessage, client_config, printable, topic_error};
+use crate::time_arg::{TIME_FORMS, TimePoint, now_ms, parse_point};
 
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -39,56 +39,17 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     crate::runtime()?.block_on(consume(args, from))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Reads `--from`: `first`, `last`, an RFC 3339 time, or a time relative to `now_ms` such as
-/// `-1h`, `-30m`, `-1h30m`, `-10s`, `-2d`.
+/// Reads `--from`: `first`, `last`, or a time ([`crate::time_arg`]).
 pub fn parse_from(text: &str, now_ms: i64) -> Result<ConsumeFrom> {
-    let text = text.trim();
-    let bad = || {
-        anyhow::anyhow!(
-            "invalid --from {text:?}: expected `first`, `last`, an RFC 3339 time such as 2024-05-01T12:00:00Z, or a time relative to now such as -30s, -15m, -1h or -2d"
-        )
-    };
-    match text.to_ascii_lowercase().as_str() {
-        "first" | "earliest" => return Ok(ConsumeFrom::FirstOffset),
-        "last" | "latest" => return Ok(ConsumeFrom::LastOffset),
-        _ => {}
+    match parse_point(text, now_ms) {
+        Some(TimePoint::First) => Ok(ConsumeFrom::FirstOffset),
+        Some(TimePoint::Last) => Ok(ConsumeFrom::LastOffset),
+        Some(TimePoint::At(ms)) => Ok(ConsumeFrom::Timestamp(ms)),
+        None => bail!(
+            "invalid --from {:?}: expected `first`, `last`, {TIME_FORMS}",
+            text.trim()
+        ),
     }
-    if let Some(relative) = text.strip_prefix('-') {
-        let ago = parse_duration_ms(relative).ok_or_else(bad)?;
-        return Ok(ConsumeFrom::Timestamp(now_ms.saturating_sub(ago)));
-    }
-    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
-    Ok(ConsumeFrom::Timestamp(time.timestamp_millis()))
-}
-
-/// `1h30m`, `45s`, `2d` → milliseconds; `None` when malformed.
-fn parse_duration_ms(text: &str) -> Option<i64> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit_ms: i64 = match c {
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            _ => return None,
-        };
-        let n: i64 = digits.parse().ok()?;
-        digits.clear();
-        total = total.checked_add(n.checked_mul(unit_ms)?)?;
-    }
-    digits.is_empty().then_some(total)
 }
 
 /// Messages handed from a listener call to the printing loop, and its answer: `true` when
@@ -237,26 +198,6 @@ async fn stop_signal() {
 
 // ---- output ---------------------------------------------------------------------------------
 
-/// A consumed message as one JSON line.
-#[derive(Debug, Serialize)]
-struct JsonMessage<'a> {
-    topic: &'a str,
-    broker: &'a str,
-    queue_id: i32,
-    queue_offset: i64,
-    msg_id: &'a str,
-    offset_msg_id: &'a str,
-    tags: Option<&'a str>,
-    keys: Vec<&'a str>,
-    /// The body as UTF-8 (invalid bytes replaced).
-    body: String,
-    born_timestamp: i64,
-    store_timestamp: i64,
-    store_time: String,
-    reconsume_times: i32,
-    properties: &'a std::collections::BTreeMap<String, String>,
-}
-
 /// Writes messages to stdout: one JSON object per line, or fixed-width columns.
 struct Printer {
     json: bool,
@@ -282,22 +223,7 @@ impl Printer {
         }
         for m in messages {
             if self.json {
-                let line = JsonMessage {
-                    topic: &m.topic,
-                    broker: &m.broker_name,
-                    queue_id: m.queue_id,
-                    queue_offset: m.queue_offset,
-                    msg_id: m.msg_id(),
-                    offset_msg_id: &m.offset_msg_id,
-                    tags: m.tags(),
-                    keys: m.keys(),
-                    body: String::from_utf8_lossy(&m.body).into_owned(),
-                    born_timestamp: m.born_timestamp,
-                    store_timestamp: m.store_timestamp,
-                    store_time: format_time_ms(m.store_timestamp),
-                    reconsume_times: m.reconsume_times,
-                    properties: &m.properties,
-                };
+                let line = JsonMessage::new(m);
                 text.push_str(&serde_json::to_string(&line).map_err(std::io::Error::other)?);
             } else {
                 let keys = m.keys().join(" ");

@@ -10,8 +10,10 @@ mod dlq_cmd;
 mod metrics;
 mod output;
 mod produce_cmd;
+mod replay_cmd;
 mod server;
 mod store_cmd;
+mod time_arg;
 
 use clap::Parser;
 
@@ -77,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Topic(cmd) => admin_cmd::topic(cmd),
         Command::Group(cmd) => admin_cmd::group(cmd),
+        Command::Message(cmd) => replay_cmd::message(cmd),
         Command::Dlq(cmd) => dlq_cmd::run(cmd),
         Command::Produce(args) => produce_cmd::run(args),
         Command::Consume(args) => consume_cmd::run(args),

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use tributary_client::{ClientConfig, ClientError};
+use tributary_client::{ClientConfig, ClientError, MessageExt};
 
 use crate::cli::ClientArgs;
 
@@ -128,6 +128,73 @@ pub fn topic_error(topic: &str, namesrv: &str, error: ClientError) -> anyhow::Er
         ),
         e => anyhow::Error::new(e).context(format!("look up topic {topic}")),
     }
+}
+
+/// A message as JSON (`consume --json`, `message show|get|query --json`).
+#[derive(Debug, Serialize)]
+pub struct JsonMessage<'a> {
+    pub topic: &'a str,
+    pub broker: &'a str,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub msg_id: &'a str,
+    pub offset_msg_id: &'a str,
+    pub tags: Option<&'a str>,
+    pub keys: Vec<&'a str>,
+    /// The body as UTF-8 (invalid bytes replaced).
+    pub body: String,
+    /// The body in hexadecimal, when it is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_hex: Option<String>,
+    pub born_timestamp: i64,
+    pub born_host: String,
+    pub store_timestamp: i64,
+    pub store_time: String,
+    pub store_host: String,
+    pub reconsume_times: i32,
+    pub commit_log_offset: i64,
+    pub store_size: i32,
+    pub sys_flag: i32,
+    pub flag: i32,
+    pub properties: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> JsonMessage<'a> {
+    pub fn new(m: &'a MessageExt) -> Self {
+        Self {
+            topic: &m.topic,
+            broker: &m.broker_name,
+            queue_id: m.queue_id,
+            queue_offset: m.queue_offset,
+            msg_id: m.msg_id(),
+            offset_msg_id: &m.offset_msg_id,
+            tags: m.tags(),
+            keys: m.keys(),
+            body: String::from_utf8_lossy(&m.body).into_owned(),
+            body_hex: std::str::from_utf8(&m.body).is_err().then(|| hex(&m.body)),
+            born_timestamp: m.born_timestamp,
+            born_host: m.born_host.to_string(),
+            store_timestamp: m.store_timestamp,
+            store_time: format_time_ms(m.store_timestamp),
+            store_host: m.store_host.to_string(),
+            reconsume_times: m.reconsume_times,
+            commit_log_offset: m.commit_log_offset,
+            store_size: m.store_size,
+            sys_flag: m.sys_flag,
+            flag: m.flag,
+            properties: &m.properties,
+        }
+    }
+}
+
+/// Bytes as lowercase hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// Text for a person: invalid UTF-8 replaced, control characters escaped, so that a value

@@ -2,7 +2,9 @@
 //! calls; clustering consumers rebalancing as members join and leave (nothing lost,
 //! duplicates only across a rebalance); orderly consumption keeping per-key order;
 //! broadcasting with local offsets; a broker killed and restarted mid-stream with nothing
-//! acknowledged lost; messages delivered again after ReconsumeLater. The clustering test
+//! acknowledged lost; messages delivered again after ReconsumeLater; SQL92 subscriptions
+//! filtered on the broker (bad expressions refused at start, pull and heartbeat); offsets reset
+//! by time while a consumer is online, which then consumes again from there. The clustering test
 //! disables periodic rebalancing, so queues move only on the broker's notifications.
 //!
 //! Every wait polls observable state until a deadline; nothing asserts on time.
@@ -20,6 +22,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinSet;
 use tributary_client::admin::{TopicSpec, TopicTarget};
 use tributary_client::consumer::Listener;
+use tributary_client::instance::PullArgs;
 use tributary_client::{
     Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumeOrderlyStatus,
     ConsumerConfig, Message, MessageExt, MessageModel, MessageQueue, Producer, ProducerConfig,
@@ -762,6 +765,313 @@ async fn reconsume_later_delivers_again() {
     })
     .await;
     consumer.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// The condition of the SQL92 test, `a > 30 AND b = 'x'`, in Rust: `a` must read as an int.
+fn sql_expected(a: Option<&str>, b: &str) -> bool {
+    a.and_then(|a| a.parse::<i32>().ok())
+        .is_some_and(|a| a > 30)
+        && b == "x"
+}
+
+/// Sends the SQL92 test's messages: `b` alternates `x`/`y`, `a` is the index except every
+/// fifth (absent) and every seventh (not a number). Returns the bodies the filter keeps.
+async fn send_sql_messages(producer: &Producer, topic: &str) -> BTreeSet<String> {
+    let mut expected = BTreeSet::new();
+    for i in 0..60 {
+        let body = format!("sql-{i}");
+        let b = if i % 2 == 0 { "x" } else { "y" };
+        let a = match i {
+            i if i % 5 == 0 => None,
+            i if i % 7 == 0 => Some("not-a-number".to_owned()),
+            i => Some(i.to_string()),
+        };
+        let mut message = Message::new(topic, body.clone()).with_property("b", b);
+        if let Some(a) = &a {
+            message = message.with_property("a", a.clone());
+        }
+        producer.send(message).await.expect("send");
+        if sql_expected(a.as_deref(), b) {
+            expected.insert(body);
+        }
+    }
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql92_subscriptions_are_filtered_by_the_broker() {
+    use tributary_protocol::body::{ConsumerData, HeartbeatData, JsonBody};
+    use tributary_protocol::codes::{request, response};
+
+    const FILTER: &str = "a > 30 AND b = 'x'";
+    let (_dir, server, admin) = start_with_topic("Sql92", 2).await;
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("sql-pg"))
+        .await
+        .expect("producer");
+    let expected = send_sql_messages(&producer, "Sql92").await;
+    assert!(expected.len() > 5, "the test keeps some messages");
+
+    // What the broker answers: only matching messages ever leave it.
+    wait_until_async("the messages are dispatched to their queues", || async {
+        admin
+            .topic_status("Sql92")
+            .await
+            .is_ok_and(|q| q.iter().map(|s| s.max_offset).sum::<i64>() == 60)
+    })
+    .await;
+    let mut pulled = BTreeSet::new();
+    for status in admin.topic_status("Sql92").await.expect("queues") {
+        let mut offset = 0;
+        while offset < status.max_offset {
+            let args = PullArgs {
+                group: "sql-raw".into(),
+                offset,
+                max_nums: 8,
+                expression: Some(FILTER.into()),
+                expression_type: "SQL92".into(),
+                sub_version: 0,
+                commit_offset: None,
+                suspend: None,
+            };
+            let result = admin
+                .instance()
+                .pull(&status.queue, &args)
+                .await
+                .expect("pull");
+            assert!(
+                result.next_begin_offset > offset || result.status == PullStatus::NoNewMsg,
+                "pulls advance"
+            );
+            for m in &result.messages {
+                assert!(
+                    sql_expected(m.property("a"), m.property("b").unwrap_or("")),
+                    "the broker let {:?} through",
+                    m.properties
+                );
+                pulled.insert(String::from_utf8_lossy(&m.body).into_owned());
+            }
+            offset = result.next_begin_offset;
+        }
+    }
+    assert_eq!(pulled, expected);
+
+    // A push consumer with the filter gets exactly those.
+    let seen = Arc::new(Seen::default());
+    let consumer = PushConsumer::start(
+        client(&server.namesrv),
+        consumer_config("sql-group"),
+        vec![Subscription::sql92("Sql92", FILTER)],
+        recording_listener("sql", &seen),
+    )
+    .await
+    .expect("consumer");
+    let expected_set: HashSet<String> = expected.iter().cloned().collect();
+    wait_until("the consumer got every matching message", || {
+        seen.contains_all(&expected_set)
+    })
+    .await;
+    assert!(
+        seen.by_body.lock().keys().all(|b| expected_set.contains(b)),
+        "only matching messages are delivered"
+    );
+    consumer.shutdown().await;
+
+    // A bad expression is refused when the consumer starts, with the parse error.
+    let bad = PushConsumer::start(
+        client(&server.namesrv),
+        consumer_config("sql-bad"),
+        vec![Subscription::sql92("Sql92", "a > 'x'")],
+        recording_listener("bad", &seen),
+    )
+    .await
+    .expect_err("a bad expression is refused");
+    assert_eq!(
+        bad.response_code(),
+        Some(response::SUBSCRIPTION_PARSE_FAILED),
+        "{bad}"
+    );
+    assert!(
+        bad.to_string()
+            .contains("invalid SQL92 expression \"a > 'x'\""),
+        "{bad}"
+    );
+    // ... by a pull that carries it ...
+    let queue = MessageQueue {
+        topic: "Sql92".into(),
+        broker_name: "broker-a".into(),
+        queue_id: 0,
+    };
+    let args = PullArgs {
+        group: "sql-raw".into(),
+        offset: 0,
+        max_nums: 8,
+        expression: Some("a >".into()),
+        expression_type: "SQL92".into(),
+        sub_version: 0,
+        commit_offset: None,
+        suspend: None,
+    };
+    let err = admin
+        .instance()
+        .pull(&queue, &args)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.response_code(),
+        Some(response::SUBSCRIPTION_PARSE_FAILED)
+    );
+    // ... and by a heartbeat that registers it.
+    let heartbeat = HeartbeatData {
+        client_id: "127.0.0.1@sql-test".into(),
+        producer_data_set: Vec::new(),
+        consumer_data_set: vec![ConsumerData {
+            group_name: "sql-hb".into(),
+            subscription_data_set: vec![
+                Subscription::sql92("Sql92", "a BETWEEN 5 AND 1").to_data(),
+            ],
+            ..ConsumerData::default()
+        }],
+    };
+    let answer = admin
+        .instance()
+        .invoke(
+            &server.broker,
+            tributary_protocol::RemotingCommand::new_request(request::HEART_BEAT, 0)
+                .with_body(heartbeat.encode().expect("encode")),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("heartbeat answered");
+    assert_eq!(answer.code, response::SUBSCRIPTION_PARSE_FAILED);
+    assert!(
+        answer.remark.as_deref().is_some_and(|r| r
+            .contains("consumer group sql-hb cannot subscribe to topic Sql92")
+            && r.contains("must be less than or equal")),
+        "{:?}",
+        answer.remark
+    );
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// The machine's clock, ms since the epoch (the broker's store times come from it).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// How often each body was delivered.
+fn delivery_counts(seen: &Seen) -> HashMap<String, usize> {
+    seen.by_body
+        .lock()
+        .iter()
+        .map(|(b, consumers)| (b.clone(), consumers.len()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_by_time_makes_an_online_consumer_consume_again() {
+    use tributary_client::ResetTarget;
+
+    let (_dir, server, admin) = start_with_topic("Replay", 2).await;
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("replay-pg"))
+        .await
+        .expect("producer");
+    for i in 0..10 {
+        producer
+            .send(Message::new("Replay", format!("early-{i}")))
+            .await
+            .expect("send");
+    }
+    // The broker stamped the early messages before it acknowledged them, on this machine's
+    // clock; every later message is stored after this millisecond.
+    let split = wall_ms() + 1;
+    while wall_ms() <= split {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for i in 0..10 {
+        producer
+            .send(Message::new("Replay", format!("late-{i}")))
+            .await
+            .expect("send");
+    }
+
+    let seen = Arc::new(Seen::default());
+    let consumer = PushConsumer::start(
+        client(&server.namesrv),
+        consumer_config("replay-group"),
+        vec![Subscription::tag("Replay", "*")],
+        recording_listener("replay", &seen),
+    )
+    .await
+    .expect("consumer");
+    wait_until("everything was consumed once", || seen.distinct() == 20).await;
+    wait_until_async("the group committed past everything", || async {
+        admin
+            .group_progress("replay-group")
+            .await
+            .is_ok_and(|p| p.total_lag() == 0 && p.queues.iter().any(|q| q.queue.topic == "Replay"))
+    })
+    .await;
+
+    // While the consumer is online: back to the split time. Only the late messages come again.
+    let reset = admin
+        .reset_offsets("replay-group", "Replay", ResetTarget::Time(split))
+        .await
+        .expect("reset");
+    assert_eq!(reset.len(), 2, "{reset:?}");
+    wait_until("the late messages were consumed again", || {
+        let counts = delivery_counts(&seen);
+        (0..10).all(|i| counts.get(&format!("late-{i}")) == Some(&2))
+    })
+    .await;
+    let counts = delivery_counts(&seen);
+    assert!(
+        (0..10).all(|i| counts.get(&format!("early-{i}")) == Some(&1)),
+        "messages before the reset time are not delivered again: {counts:?}"
+    );
+
+    // Back to the first message: everything again, and the group's offsets end at the end.
+    admin
+        .reset_offsets("replay-group", "Replay", ResetTarget::First)
+        .await
+        .expect("reset to first");
+    wait_until("everything was consumed again", || {
+        let counts = delivery_counts(&seen);
+        (0..10).all(|i| {
+            counts.get(&format!("early-{i}")) == Some(&2)
+                && counts.get(&format!("late-{i}")) == Some(&3)
+        })
+    })
+    .await;
+    wait_until_async("the group committed past everything again", || async {
+        admin
+            .group_progress("replay-group")
+            .await
+            .is_ok_and(|p| p.total_lag() == 0)
+    })
+    .await;
+    consumer.shutdown().await;
+
+    // Offline: to the end; the next member starts there.
+    let reset = admin
+        .reset_offsets("replay-group", "Replay", ResetTarget::Last)
+        .await
+        .expect("reset to last");
+    let ends: BTreeMap<i32, i64> = admin
+        .topic_status("Replay")
+        .await
+        .expect("queues")
+        .into_iter()
+        .map(|s| (s.queue.queue_id, s.max_offset))
+        .collect();
+    let reset_to: BTreeMap<i32, i64> = reset.iter().map(|r| (r.queue.queue_id, r.offset)).collect();
+    assert_eq!(reset_to, ends);
     producer.shutdown().await;
     admin.shutdown().await;
     assert!(server.terminate().success());

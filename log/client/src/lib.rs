@@ -10,7 +10,8 @@
 //!   committed to the broker (clustering) or a local file (broadcasting), concurrent or
 //!   orderly listeners.
 //! - [`PullConsumer`]: explicit pulls from a queue at an offset.
-//! - [`Admin`]: topics, routes, queue offsets, consumer groups and their lag.
+//! - [`Admin`]: topics, routes, queue offsets, consumer groups and their lag; offset resets
+//!   (replay) and message lookups by id, key and queue offset ([`replay`]).
 //!
 //! Every background task runs on a [`tokio_util::task::TaskTracker`] and stops on
 //! `shutdown()`; nothing is left running after it returns.
@@ -35,6 +36,7 @@ pub mod instance;
 pub mod message;
 pub mod producer;
 pub mod record;
+pub mod replay;
 pub mod route;
 pub mod uniq_id;
 
@@ -48,6 +50,7 @@ pub use error::{ClientError, Result};
 pub use instance::{ClientInstance, PullResult, PullStatus};
 pub use message::{Message, MessageExt, MessageQueue};
 pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
+pub use replay::{QueueReset, ResetTarget};
 
 /// Wall-clock milliseconds since the Unix epoch (message timestamps, subscription versions).
 pub(crate) fn now_ms() -> i64 {
