@@ -248,6 +248,16 @@ Examples:
   tributary dlq resend --group audit --msg-id 7F0000014675ECEBBFDF697521E00000
   tributary dlq resend --group audit --all";
 
+/// `NAME=VALUE` of `produce --property`.
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
 /// Where the NameServers are and how to print; shared by the client commands.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
@@ -341,6 +351,10 @@ pub struct ProduceArgs {
     /// Key of every message (several keys: separated by spaces).
     #[arg(long, conflicts_with = "key_from_line")]
     pub key: Option<String>,
+    /// A user property of every message, `NAME=VALUE`; repeat for several. Consumers can
+    /// select messages by property with SQL92 filters (`consume --sql`).
+    #[arg(long = "property", value_name = "NAME=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
     /// Take each message's key from its line: `KEY<separator>BODY` (a line without the
     /// separator has no key).
     #[arg(long)]
@@ -377,6 +391,10 @@ pub struct ConsumeArgs {
     /// Tag filter: `*` for all, or tags separated by `||` (`'TagA || TagB'`).
     #[arg(long, default_value = "*")]
     pub tags: String,
+    /// SQL92 filter over message properties, evaluated by the broker, instead of --tags:
+    /// `"a > 5 AND b = 'x'"`, `IS NULL`, `BETWEEN`, `IN`, `NOT`, `<>` (see the README).
+    #[arg(long, conflicts_with = "tags")]
+    pub sql: Option<String>,
     /// Stop after this many messages.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_messages: Option<u64>,

@@ -107,7 +107,10 @@ async fn consume_with(
     let mut config = ConsumerConfig::new(args.group.clone());
     config.consume_from = from;
     config.consume_batch_max_size = 1;
-    let subscription = Subscription::tag(args.topic.clone(), &args.tags);
+    let subscription = match &args.sql {
+        Some(sql) => Subscription::sql92(args.topic.clone(), sql),
+        None => Subscription::tag(args.topic.clone(), &args.tags),
+    };
     let consumer =
         PushConsumer::with_instance(instance.clone(), config, vec![subscription], listener)
             .await

@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tributary_client::producer::validate_topic;
 use tributary_client::{ClientError, Message, Producer, ProducerConfig, SendResult, SendStatus};
+use tributary_protocol::message::property;
 
 use crate::cli::ProduceArgs;
 use crate::output::{client_config, print_json};
@@ -21,6 +22,15 @@ pub fn run(args: ProduceArgs) -> Result<()> {
     validate_topic(&args.topic).context("check --topic")?;
     if args.key_from_line && args.key_separator.is_empty() {
         bail!("--key-separator must not be empty");
+    }
+    if let Some((name, _)) = args
+        .properties
+        .iter()
+        .find(|(name, _)| property::ALL.contains(&name.as_str()))
+    {
+        bail!(
+            "--property {name} is reserved: the client or broker sets it (use --tag or --key for tags and keys)"
+        );
     }
     crate::runtime()?.block_on(produce(args))
 }
@@ -214,6 +224,9 @@ fn to_message(args: &ProduceArgs, line: &[u8]) -> Option<Message> {
     }
     if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
         message = message.with_keys(key.split_whitespace());
+    }
+    for (name, value) in &args.properties {
+        message = message.with_property(name.clone(), value.clone());
     }
     Some(message)
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -712,4 +712,323 @@ fn namesrv_addr_comes_from_the_environment() {
             .any(|t| t == "env-topic"),
         "{listed}"
     );
+}
+
+/// `consume --json` of a group from where it stands (a new group from the first message),
+/// until `idle` seconds without a message.
+fn consume_rest(server: &TestServer, topic: &str, group: &str, idle: &str) -> Vec<String> {
+    let args = [
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--from",
+        "first",
+        "--idle-timeout",
+        idle,
+    ];
+    consume(server, &args)
+        .iter()
+        .map(|m| str_field(m, "body").to_owned())
+        .collect()
+}
+
+/// The group's committed offsets on `topic`, by queue id (`None`: no offset).
+fn committed(server: &TestServer, group: &str, topic: &str) -> BTreeMap<i64, Option<i64>> {
+    json(server, &["group", "describe", group])["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter(|q| q["topic"] == topic)
+        .map(|q| {
+            (
+                q["queue_id"].as_i64().expect("queue"),
+                q["consumer_offset"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn group_reset_replays_from_a_time_and_survives_a_restart() {
+    let (dir, server) = start();
+    create_topic(&server, "replay", "2");
+    produce(&server, &["--topic", "replay"], "a1\na2\na3\n");
+    // Every later message is stored after `split` (the broker stamps messages before it
+    // acknowledges them, on this machine's clock).
+    let split = chrono::Utc::now() + chrono::Duration::milliseconds(1);
+    wait_for("the clock to pass the split time", || {
+        (chrono::Utc::now() > split).then_some(())
+    });
+    produce(&server, &["--topic", "replay"], "b1\nb2\n");
+    let all = consume_rest(&server, "replay", "g", "3");
+    assert_eq!(all.len(), 5, "{all:?}");
+    let ends = committed(&server, "g", "replay");
+
+    let split = split.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let reset = json(
+        &server,
+        &[
+            "group", "reset", "--group", "g", "--topic", "replay", "--to", &split,
+        ],
+    );
+    assert_eq!(
+        reset["queues"].as_array().expect("queues").len(),
+        2,
+        "{reset}"
+    );
+    assert_eq!(reset["online_clients"], 0);
+    let again: BTreeSet<String> = consume_rest(&server, "replay", "g", "3")
+        .into_iter()
+        .collect();
+    assert_eq!(again, BTreeSet::from(["b1".to_owned(), "b2".to_owned()]));
+
+    let text = stdout_of(
+        &server,
+        &[
+            "group", "reset", "--group", "g", "--topic", "replay", "--to", "first",
+        ],
+    );
+    assert_contains(
+        &text,
+        &[
+            "Reset group g on topic replay to the oldest stored message of each queue.",
+            "BROKER    QUEUE  OFFSET",
+            "No member of group g is online",
+        ],
+    );
+    // The reset is on disk at once: a broker killed right after it still has it.
+    let server = {
+        assert!(!server.kill().success());
+        let server = TestServer::start(dir.path(), &[]);
+        wait_for("the broker to register again", || {
+            topics(&server).iter().any(|t| t == "replay").then_some(())
+        });
+        server
+    };
+    let offsets = committed(&server, "g", "replay");
+    assert!(offsets.values().all(|o| *o == Some(0)), "{offsets:?}");
+    let replayed: BTreeSet<String> = consume_rest(&server, "replay", "g", "3")
+        .into_iter()
+        .collect();
+    assert_eq!(replayed.len(), 5, "{replayed:?}");
+    assert_eq!(committed(&server, "g", "replay"), ends);
+
+    let text = stdout_of(
+        &server,
+        &[
+            "group", "reset", "--group", "g", "--topic", "replay", "--to", "-1h",
+        ],
+    );
+    assert_contains(
+        &text,
+        &["the first message of each queue stored at or after it"],
+    );
+    let args = [
+        "group", "reset", "--group", "g", "--topic", "replay", "--to", "last",
+    ];
+    stdout_of(&server, &args);
+    assert_eq!(committed(&server, "g", "replay"), ends);
+
+    let args = [
+        "group", "reset", "--group", "nobody", "--topic", "replay", "--to", "first",
+    ];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(&err, &["consumer group nobody is unknown to this broker"]);
+    let args = [
+        "group",
+        "reset",
+        "--group",
+        "g",
+        "--topic",
+        "replay",
+        "--to",
+        "yesterday",
+    ];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(&err, &["invalid --to \"yesterday\""]);
+    let args = [
+        "group", "reset", "--group", "g", "--topic", "nothing", "--to", "first",
+    ];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(&err, &["topic nothing does not exist"]);
+}
+
+#[test]
+fn messages_are_shown_queried_and_read_by_offset() {
+    let (_dir, server) = start();
+    create_topic(&server, "lookup", "1");
+    let sent = produce(
+        &server,
+        &[
+            "--topic",
+            "lookup",
+            "--tag",
+            "t1",
+            "--key-from-line",
+            "--property",
+            "color=red",
+        ],
+        "k1\tfirst\nk2\tsecond\nk1\tthird\n",
+    );
+    let messages = sent["messages"].as_array().expect("messages");
+    let msg_id = str_field(&messages[0], "msg_id");
+    let offset_msg_id = str_field(&messages[0], "offset_msg_id");
+
+    let text = wait_for("the message to be indexed", || {
+        let args = ["message", "show", msg_id];
+        let output = run(&server, &args);
+        output.status.success().then(|| ok(&args, output))
+    });
+    assert_contains(
+        &text,
+        &[
+            &format!("Message         {msg_id}"),
+            "Topic           lookup",
+            "Queue           broker-a:0, offset 0",
+            &format!("Offset msg id   {offset_msg_id}"),
+            "Tags            t1",
+            "Keys            k1",
+            "Properties",
+            "color     red",
+            "Body (5 bytes)\nfirst\n",
+        ],
+    );
+    for args in [
+        vec!["message", "show", offset_msg_id],
+        vec!["message", "show", msg_id, "--topic", "lookup"],
+    ] {
+        let found = json(&server, &args);
+        let found = found["messages"].as_array().expect("messages");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(str_field(&found[0], "body"), "first");
+        assert_eq!(found[0]["properties"]["color"], "red");
+        assert_eq!(str_field(&found[0], "offset_msg_id"), offset_msg_id);
+    }
+
+    let query = json(
+        &server,
+        &["message", "query", "--topic", "lookup", "--key", "k1"],
+    );
+    let bodies: Vec<&str> = query["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| str_field(m, "body"))
+        .collect();
+    assert_eq!(bodies, ["first", "third"]);
+    let text = stdout_of(
+        &server,
+        &[
+            "message", "query", "--topic", "lookup", "--key", "k2", "--begin", "-1h",
+        ],
+    );
+    assert_contains(&text, &["second", "1 message of topic lookup with key k2"]);
+    let text = stdout_of(
+        &server,
+        &[
+            "message", "query", "--topic", "lookup", "--key", "k1", "--end", "-1h",
+        ],
+    );
+    assert_contains(
+        &text,
+        &["No message of topic lookup with key k1 stored between"],
+    );
+
+    let got = json(
+        &server,
+        &[
+            "message", "get", "--topic", "lookup", "--queue", "0", "--offset", "1",
+        ],
+    );
+    assert_eq!(str_field(&got, "body"), "second");
+    assert_eq!(got["queue_offset"], 1);
+    let args = [
+        "message", "get", "--topic", "lookup", "--queue", "0", "--offset", "9",
+    ];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(
+        &err,
+        &["queue broker-a:0 of topic lookup has no message at offset 9: it holds offsets 0 to 2"],
+    );
+    let args = [
+        "message", "get", "--topic", "lookup", "--queue", "3", "--offset", "0",
+    ];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(&err, &["--queue must be below 1"]);
+    let args = ["message", "show", "0123456789ABCDEF0123456789ABCDEF"];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(
+        &err,
+        &["no message with id 0123456789ABCDEF0123456789ABCDEF in any topic"],
+    );
+}
+
+#[test]
+fn sql92_filters_select_by_property() {
+    let (_dir, server) = start();
+    create_topic(&server, "props", "2");
+    for (i, region) in ["eu", "us", "eu", "asia", "us", "eu"].iter().enumerate() {
+        let amount = format!("amount={}", i * 10);
+        let region = format!("region={region}");
+        let args = [
+            "--topic",
+            "props",
+            "--property",
+            &amount,
+            "--property",
+            &region,
+        ];
+        produce(&server, &args, &format!("order-{i}\n"));
+    }
+    produce(&server, &["--topic", "props"], "no-properties\n");
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "props",
+            "--group",
+            "big-eu",
+            "--from",
+            "first",
+            "--sql",
+            "amount >= 20 AND region IN ('eu', 'asia')",
+            "--idle-timeout",
+            "3",
+        ],
+    );
+    let bodies: BTreeSet<&str> = got.iter().map(|m| str_field(m, "body")).collect();
+    assert_eq!(bodies, BTreeSet::from(["order-2", "order-3", "order-5"]));
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "props",
+            "--group",
+            "untagged",
+            "--from",
+            "first",
+            "--sql",
+            "region IS NULL",
+            "--idle-timeout",
+            "3",
+        ],
+    );
+    let bodies: Vec<&str> = got.iter().map(|m| str_field(m, "body")).collect();
+    assert_eq!(bodies, ["no-properties"]);
+
+    let args = [
+        "consume", "--topic", "props", "--group", "bad", "--sql", "amount >",
+    ];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(
+        &err,
+        &[
+            "SUBSCRIPTION_PARSE_FAILED",
+            "invalid SQL92 expression \"amount >\"",
+        ],
+    );
+    let args = ["produce", "--topic", "props", "--property", "KEYS=x"];
+    let err = fails(&args, run_with(&server, &args, b"x\n"));
+    assert_contains(&err, &["--property KEYS is reserved"]);
 }
