@@ -594,7 +594,9 @@ impl ClientInstance {
             if route.is_publishable() {
                 self.merge_brokers(&route);
                 let mut routes = self.inner.routes.write();
-                let entry = routes.entry(topic.to_owned()).or_insert_with(|| route.clone());
+                let entry = routes
+                    .entry(topic.to_owned())
+                    .or_insert_with(|| route.clone());
                 // A topic with no writable queue (read-only) is sent to through the template
                 // as Java does, so the broker's answer (NO_PERMISSION) reaches the caller.
                 if !entry.is_publishable() {
