@@ -1,6 +1,7 @@
 //! An existing RocketMQ client against the real server: the Node.js client ali-ons (4.x
 //! remoting protocol) sends messages with tags and keys and consumes them with a fresh group
-//! (`tests/compat/alions.js`, the team's shared check). Needs `node` and `npm` (`.ci/run`
+//! (`tests/compat/alions.js`, the team's shared check), and subscribes with a tag filter that
+//! the broker applies (`tests/compat/alions_tags.js`). Needs `node` and `npm` (`.ci/run`
 //! installs them); ali-ons itself is installed on first run into ~/.cache/tributary-compat.
 
 mod common;
@@ -45,8 +46,7 @@ fn create_topic(broker: &str, topic: &str) {
     });
 }
 
-#[test]
-fn alions_sends_and_consumes_with_tags_and_keys() {
+fn require_node() {
     for tool in ["node", "npm"] {
         let found = Command::new(tool)
             .arg("--version")
@@ -57,6 +57,11 @@ fn alions_sends_and_consumes_with_tags_and_keys() {
             "{tool} is needed for this test (apt-get install nodejs npm; .ci/run does)"
         );
     }
+}
+
+#[test]
+fn alions_sends_and_consumes_with_tags_and_keys() {
+    require_node();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path(), &[]);
     create_topic(&server.broker, "CompatTopic");
@@ -73,6 +78,47 @@ fn alions_sends_and_consumes_with_tags_and_keys() {
     assert!(
         out.status.success() && stdout.contains("received all 50 messages intact"),
         "ali-ons check failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn alions_tag_subscription_is_filtered_by_the_broker() {
+    require_node();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path(), &[]);
+    create_topic(&server.broker, "CompatTags");
+    // Untagged messages first in every queue (ali-ons itself cannot send one).
+    let mut produce = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["produce", "--topic", "CompatTags", "--quiet"])
+        .args(["--namesrv", &server.namesrv])
+        .env_remove("NAMESRV_ADDR")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("tributary produce");
+    {
+        use std::io::Write;
+        let mut stdin = produce.stdin.take().expect("stdin");
+        for i in 0..20 {
+            writeln!(stdin, "untagged-{i}").expect("write");
+        }
+    }
+    assert!(produce.wait().expect("produce").success());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/alions-check");
+    let out = Command::new(script)
+        .arg(&server.namesrv)
+        .env("SCRIPT", "alions_tags.js")
+        .env("TOPIC", "CompatTags")
+        .env("COUNT", "30")
+        .env("WAIT_MS", "60000")
+        .output()
+        .expect("run alions-check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ok received all"),
+        "ali-ons tag check failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
     assert!(server.terminate().success());
