@@ -54,6 +54,12 @@ pub fn group(command: GroupCommand) -> Result<()> {
                 })
                 .await
             }
+            GroupCommand::Config(args) => {
+                with_admin(&args.client, async |admin| {
+                    crate::dlq_cmd::group_config(admin, &args).await
+                })
+                .await
+            }
             GroupCommand::Describe(args) => {
                 with_admin(&args.client, async |admin| {
                     group_describe(admin, &args).await

@@ -413,6 +413,10 @@ pub enum GroupCommand {
     /// clients.
     #[command(long_about = GROUP_DESCRIBE_HELP)]
     Describe(GroupDescribeArgs),
+    /// Show a group's configuration on the brokers (retries before the dead-letter topic);
+    /// with --retry-max-times, set it first.
+    #[command(long_about = GROUP_CONFIG_HELP)]
+    Config(GroupConfigArgs),
     /// Reset a group's offsets on a topic to a point in time (`--to -1h`, a time, `first`,
     /// `last`); online members pull again from there.
     #[command(long_about = GROUP_RESET_HELP)]
@@ -507,6 +511,37 @@ pub struct GroupDescribeArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 }
+
+#[derive(Debug, Args)]
+pub struct GroupConfigArgs {
+    /// Consumer group.
+    pub group: String,
+    /// Retries through %RETRY%<group> before a message goes to %DLQ%<group>, for consumers
+    /// that do not send their own maximum.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=10000))]
+    pub retry_max_times: Option<i32>,
+    /// Only the master brokers of this cluster.
+    #[arg(long, conflicts_with = "broker")]
+    pub cluster: Option<String>,
+    /// Only this broker (`host:port`).
+    #[arg(long)]
+    pub broker: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+const GROUP_CONFIG_HELP: &str = "Show or set a consumer group's configuration on the brokers.
+
+Brokers keep per group a configuration (RocketMQ's subscription group config, as `mqadmin
+updateSubGroup` sets it). Its `retryMaxTimes` is how often a message the group fails to consume
+is redelivered through %RETRY%<group> before it goes to %DLQ%<group>, unless the consumer sends
+its own maximum (Java and Tributary consumers send 16 unless configured otherwise). Without
+--retry-max-times the command prints the configuration on every master broker; with it, it
+sets the value first (on every master, or those of --cluster, or --broker).
+
+Examples:
+  tributary group config audit
+  tributary group config audit --retry-max-times 3";
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {

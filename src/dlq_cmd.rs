@@ -1,9 +1,11 @@
-//! `tributary dlq list|resend`: a consumer group's dead letters (`%DLQ%<group>`), read with a
-//! tools group that commits nothing, and sent again to the topic they came from (their
-//! `RETRY_TOPIC` property) with tributary-client's [`Producer`].
+//! Retries and dead letters: `tributary dlq list|resend` (a consumer group's dead letters in
+//! `%DLQ%<group>`, read with a tools group that commits nothing, and sent again to the topic
+//! they came from, their `RETRY_TOPIC` property, with tributary-client's [`Producer`]), and
+//! `tributary group config` (the group's `retryMaxTimes` on the brokers).
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use tributary_client::admin::TopicTarget;
 use tributary_client::consumer::SUB_ALL;
 use tributary_client::instance::PullArgs;
 use tributary_client::message::DLQ_GROUP_TOPIC_PREFIX;
@@ -13,7 +15,7 @@ use tributary_client::{
 use tributary_protocol::message::property;
 
 use crate::admin_cmd::with_admin;
-use crate::cli::{DlqCommand, DlqListArgs, DlqResendArgs};
+use crate::cli::{DlqCommand, DlqListArgs, DlqResendArgs, GroupConfigArgs};
 use crate::output::{Table, format_time_ms, print_json, printable};
 
 /// The group the dead letters are read as (Java's `MixAll.TOOLS_CONSUMER_GROUP`).
@@ -296,4 +298,69 @@ async fn resend(admin: &Admin, args: &DlqResendArgs) -> Result<()> {
         if done.len() == 1 { "" } else { "s" },
         args.group
     ))
+}
+
+#[derive(Debug, Serialize)]
+struct GroupConfigRow {
+    broker: String,
+    retry_max_times: i32,
+    retry_queue_nums: i32,
+    consume_enable: bool,
+    consume_broadcast_enable: bool,
+}
+
+/// `tributary group config G [--retry-max-times N]`.
+pub async fn group_config(admin: &Admin, args: &GroupConfigArgs) -> Result<()> {
+    let target = match (&args.cluster, &args.broker) {
+        (_, Some(broker)) => TopicTarget::Broker(broker.clone()),
+        (Some(cluster), None) => TopicTarget::Cluster(cluster.clone()),
+        (None, None) => TopicTarget::AllBrokers,
+    };
+    if let Some(n) = args.retry_max_times {
+        for (addr, mut config) in admin
+            .group_configs(&args.group, &target)
+            .await
+            .with_context(|| format!("read the configuration of group {}", args.group))?
+        {
+            config.retry_max_times = n;
+            admin
+                .update_group_config(&config, &TopicTarget::Broker(addr.clone()))
+                .await
+                .with_context(|| format!("configure group {} on {addr}", args.group))?;
+        }
+    }
+    let rows: Vec<GroupConfigRow> = admin
+        .group_configs(&args.group, &target)
+        .await
+        .with_context(|| format!("read the configuration of group {}", args.group))?
+        .into_iter()
+        .map(|(broker, c)| GroupConfigRow {
+            broker,
+            retry_max_times: c.retry_max_times,
+            retry_queue_nums: c.retry_queue_nums,
+            consume_enable: c.consume_enable,
+            consume_broadcast_enable: c.consume_broadcast_enable,
+        })
+        .collect();
+    if args.client.json {
+        return print_json(&rows);
+    }
+    let mut table = Table::new(&[
+        "BROKER",
+        ">RETRY MAX TIMES",
+        ">RETRY QUEUES",
+        "CONSUME",
+        "BROADCAST",
+    ]);
+    for r in &rows {
+        table.row(vec![
+            r.broker.clone(),
+            r.retry_max_times.to_string(),
+            r.retry_queue_nums.to_string(),
+            r.consume_enable.to_string(),
+            r.consume_broadcast_enable.to_string(),
+        ]);
+    }
+    crate::output::print_text(&format!("Group {}\n", args.group))?;
+    table.print()
 }

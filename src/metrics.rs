@@ -171,6 +171,7 @@ struct BrokerCollector {
 impl Collector for BrokerCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = self.broker.stats();
+        let d = self.broker.schedule().stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let counters = [
             (
@@ -208,6 +209,31 @@ impl Collector for BrokerCollector {
                 "topics_auto_created",
                 "Topics created by a first send",
                 load(&s.topics_auto_created),
+            ),
+            (
+                "sent_back",
+                "Messages consumers sent back for a retry",
+                load(&s.sent_back),
+            ),
+            (
+                "dead_letters",
+                "Messages sent back that went to a dead-letter topic",
+                load(&s.dead_letters),
+            ),
+            (
+                "delayed_delivered",
+                "Delayed and timer messages delivered to their topics",
+                load(&d.delivered),
+            ),
+            (
+                "timers_restaged",
+                "Timer messages moved to a shorter stage",
+                load(&d.restaged),
+            ),
+            (
+                "delayed_dropped",
+                "Delayed messages dropped (unreadable, or their topic was deleted)",
+                load(&d.dropped),
             ),
         ];
         for (name, help, v) in counters {

@@ -382,6 +382,23 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     let none = cli_ok(&ns, &["dlq", "list", "--group", "nobody"]);
     assert!(none.contains("Group nobody has no dead letters."), "{none}");
 
+    // The group's own maximum, for consumers that send none.
+    let set = cli_ok(
+        &ns,
+        &[
+            "group",
+            "config",
+            "workers",
+            "--retry-max-times",
+            "3",
+            "--json",
+        ],
+    );
+    let set: serde_json::Value = serde_json::from_str(&set).expect("group config --json");
+    assert_eq!(set[0]["retry_max_times"], 3, "{set}");
+    let shown = cli_ok(&ns, &["group", "config", "workers"]);
+    assert!(shown.contains("RETRY MAX TIMES"), "{shown}");
+
     consumer.shutdown().await;
     producer.shutdown().await;
     admin.shutdown().await;

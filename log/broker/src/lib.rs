@@ -34,6 +34,7 @@ use tributary_store::MessageStore;
 mod clients;
 mod config;
 mod filter;
+mod groups;
 mod offsets;
 mod persist;
 mod polls;
@@ -48,6 +49,7 @@ mod topics;
 pub use clients::{ClientChannel, ClientRegistry, ConsumerGroup, QueueLocks};
 pub use config::BrokerConfig;
 pub use filter::{FilterError, SubscriptionFilter, TagFilter};
+pub use groups::GroupConfigs;
 pub use offsets::OffsetManager;
 pub use retry::{DLQ_GROUP_TOPIC_PREFIX, dlq_topic, retry_topic};
 pub use schedule::{ScheduleService, ScheduleStats};
@@ -67,6 +69,7 @@ pub struct Broker {
     stats: BrokerStats,
     namesrv: RemotingClient,
     schedule: ScheduleService,
+    groups: GroupConfigs,
     /// Poked when the topic set changed, to register with the NameServers at once.
     register_now: tokio::sync::Notify,
 }
@@ -103,6 +106,7 @@ impl Broker {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let schedule = ScheduleService::open(&config, store.clone(), meta_dir)?;
+        let groups = GroupConfigs::open(meta_dir.join("subscriptionGroup.json"))?;
         let broker = Arc::new(Self {
             addr: config.advertised_addr(),
             locks: QueueLocks::new(Duration::from_millis(config.lock_expiry_ms)),
@@ -115,6 +119,7 @@ impl Broker {
             stats: BrokerStats::default(),
             namesrv: RemotingClient::default(),
             schedule,
+            groups,
             register_now: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&broker);

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tributary_protocol::body::{
     ClientConnection, ConsumerConnection, ConsumerListByGroup, GroupList, HeartbeatData, JsonBody,
-    LockBatchRequestBody, LockBatchResponseBody, SubscriptionGroupConfig, SubscriptionGroupWrapper,
-    TopicConfig, TopicFilterType, TopicList, UnlockBatchRequestBody,
+    LockBatchRequestBody, LockBatchResponseBody, SubscriptionGroupWrapper, TopicConfig,
+    TopicFilterType, TopicList, UnlockBatchRequestBody,
 };
 use tributary_protocol::header::{
     CreateTopicRequestHeader, DeleteTopicRequestHeader, GetConsumerListByGroupRequestHeader,
@@ -122,6 +122,7 @@ impl Broker {
             rq::SEND_MESSAGE | rq::SEND_MESSAGE_V2 => self.send(conn, &request).await,
             rq::SEND_BATCH_MESSAGE => self.send_batch(conn, &request).await,
             rq::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&request).await,
+            rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group_config(&request).await,
             rq::PULL_MESSAGE => self.pull(&request).await,
             rq::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(&request),
             rq::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(&request),
@@ -876,6 +877,7 @@ impl Broker {
     pub fn group_names(&self) -> Vec<String> {
         let mut names = self.clients.consumer_groups();
         names.extend(self.offsets.groups().into_iter().map(|(g, _)| g));
+        names.extend(self.groups.all().into_iter().map(|c| c.group_name));
         names.sort();
         names.dedup();
         names
@@ -886,10 +888,7 @@ impl Broker {
             .group_names()
             .into_iter()
             .map(|g| {
-                let config = SubscriptionGroupConfig {
-                    group_name: g.clone(),
-                    ..SubscriptionGroupConfig::default()
-                };
+                let config = self.group_config(&g);
                 (g, config)
             })
             .collect();

@@ -63,12 +63,12 @@ pub(crate) fn check_send_topic(topic: &str) -> Result<(), Refusal> {
 }
 
 impl Broker {
-    /// Retries before the dead-letter topic: the consumer's `maxReconsumeTimes`, else the
-    /// broker's default.
-    pub(crate) fn max_reconsume_times(&self, _group: &str, requested: Option<i32>) -> i32 {
+    /// Retries before the dead-letter topic: the consumer's `maxReconsumeTimes` (as the Java
+    /// broker, it wins), else the group's `retryMaxTimes`, else `broker.max_reconsume_times`.
+    pub(crate) fn max_reconsume_times(&self, group: &str, requested: Option<i32>) -> i32 {
         requested
             .filter(|n| *n >= 0)
-            .unwrap_or(self.config.max_reconsume_times)
+            .unwrap_or_else(|| self.group_config(group).retry_max_times)
     }
 
     /// Creates a retry or dead-letter topic when missing (one queue, read and write).

@@ -548,3 +548,62 @@ async fn delayed_batches_and_sends_to_schedule_topics_are_refused() {
     assert_eq!(n.messages("Plain", 0)[0].property(SOURCE_PROPERTY), None);
     n.stop().await;
 }
+
+#[tokio::test]
+async fn a_group_configuration_sets_its_retries_and_survives_a_restart() {
+    let n = Node::start(tempfile::tempdir().expect("tempdir"), config(RETRY_LEVELS)).await;
+    let update = |body: &str| {
+        RemotingCommand::new_request(rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 0)
+            .with_body(Bytes::from(body.to_string()))
+    };
+    let r = n
+        .client
+        .invoke(
+            &n.addr,
+            update(r#"{"groupName":"g3","retryMaxTimes":1,"consumeEnable":true}"#),
+            T,
+        )
+        .await
+        .expect("answered");
+    ok_code(&r);
+    let r = n
+        .client
+        .invoke(
+            &n.addr,
+            update(r#"{"groupName":"bad group","retryMaxTimes":1}"#),
+            T,
+        )
+        .await
+        .expect("answered");
+    assert_eq!(r.code, rs::INVALID_PARAMETER, "{:?}", r.remark);
+    let dir = n.stop().await;
+    let n = Node::start(dir, config(RETRY_LEVELS)).await;
+    let r = n
+        .client
+        .invoke(
+            &n.addr,
+            RemotingCommand::new_request(rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, 0),
+            T,
+        )
+        .await
+        .expect("answered");
+    let all: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        all["subscriptionGroupTable"]["g3"]["retryMaxTimes"], 1,
+        "{all}"
+    );
+
+    ok(&n.send("Jobs3", 0, "w", &[]).await);
+    assert!(n.store.wait_dispatched(T));
+    let original = n.messages("Jobs3", 0).remove(0);
+    // Without maxReconsumeTimes in the request the group's 1 applies: one retry, then the DLQ.
+    ok_code(&n.send_back(&original, "g3", 0, None).await);
+    let retried = n.wait_count("%RETRY%g3", 0, 1).await;
+    ok_code(&n.send_back(&retried[0], "g3", 0, None).await);
+    let dead = n.wait_count("%DLQ%g3", 0, 1).await;
+    assert_eq!(dead[0].reconsume_times, 2);
+    // The request's maximum wins over the group's (as the Java broker).
+    ok_code(&n.send_back(&retried[0], "g3", 0, Some(5)).await);
+    n.wait_count("%RETRY%g3", 0, 2).await;
+    n.stop().await;
+}

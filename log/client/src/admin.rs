@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tributary_protocol::RemotingCommand;
 use tributary_protocol::body::{
     ClusterInfo, ConsumerConnection, JsonBody, MessageModel, SubscriptionData,
-    SubscriptionGroupWrapper, TopicList, TopicRouteData,
+    SubscriptionGroupConfig, SubscriptionGroupWrapper, TopicList, TopicRouteData,
 };
 use tributary_protocol::codes::{request, response};
 use tributary_protocol::header::{
@@ -316,6 +316,53 @@ impl Admin {
             groups.extend(body.subscription_group_table.into_keys());
         }
         Ok(groups.into_iter().collect())
+    }
+
+    /// A group's configuration on each master broker of `target` (the broker's defaults where
+    /// it has none stored), by broker address.
+    pub async fn group_configs(
+        &self,
+        group: &str,
+        target: &TopicTarget,
+    ) -> Result<Vec<(String, SubscriptionGroupConfig)>> {
+        let mut out = Vec::new();
+        for addr in self.masters(target).await? {
+            let request =
+                RemotingCommand::new_request(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, 0);
+            let response = self.instance.request(&addr, request).await?;
+            let mut body = SubscriptionGroupWrapper::decode(&response.body)?;
+            let config = body
+                .subscription_group_table
+                .remove(group)
+                .unwrap_or_else(|| SubscriptionGroupConfig {
+                    group_name: group.to_owned(),
+                    ..SubscriptionGroupConfig::default()
+                });
+            out.push((addr, config));
+        }
+        Ok(out)
+    }
+
+    /// Creates or replaces a group's configuration on the master brokers of `target`
+    /// (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, `mqadmin updateSubGroup`); returns the broker
+    /// addresses that took it.
+    pub async fn update_group_config(
+        &self,
+        config: &SubscriptionGroupConfig,
+        target: &TopicTarget,
+    ) -> Result<Vec<String>> {
+        let masters = self.masters(target).await?;
+        if masters.is_empty() {
+            return Err(ClientError::invalid("no broker to configure the group on"));
+        }
+        let body = config.encode()?;
+        for addr in &masters {
+            let request =
+                RemotingCommand::new_request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 0)
+                    .with_body(body.clone());
+            self.instance.request(addr, request).await?;
+        }
+        Ok(masters)
     }
 
     /// The live members of a group, from the first broker that knows it.

@@ -122,6 +122,10 @@ impl Default for SubscriptionGroupConfig {
     }
 }
 
+impl JsonBody for SubscriptionGroupConfig {
+    const NAME: &'static str = "SubscriptionGroupConfig";
+}
+
 /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG response body (`SubscriptionGroupWrapper`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
