@@ -40,6 +40,15 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+/// Longest expression, in bytes.
+const MAX_EXPRESSION_BYTES: usize = 65_536;
+/// Most tokens in one expression.
+const MAX_TOKENS: usize = 4096;
+/// Deepest nesting of parentheses and prefix operators (the parser recurses on them).
+const MAX_NESTING: usize = 64;
+/// Deepest expression tree (evaluation recurses on it), counting chains of AND and OR.
+const MAX_DEPTH: usize = 256;
+
 /// Why an expression is not a valid filter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} (at character {position})")]
@@ -59,11 +68,21 @@ pub struct Sql92Filter {
 impl Sql92Filter {
     /// Parses and checks an expression.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
+        if text.len() > MAX_EXPRESSION_BYTES {
+            return Err(ParseError {
+                position: 1,
+                reason: format!(
+                    "the expression is longer than {MAX_EXPRESSION_BYTES} bytes ({})",
+                    text.len()
+                ),
+            });
+        }
         let tokens = lex(text)?;
         let mut parser = Parser {
             tokens,
             at: 0,
             end: text.chars().count() + 1,
+            nesting: 0,
         };
         let expr = parser.or_expr()?;
         if let Some(t) = parser.tokens.get(parser.at) {
@@ -76,6 +95,12 @@ impl Sql92Filter {
             position: 1,
             reason,
         })?;
+        if expr.depth() > MAX_DEPTH {
+            return Err(ParseError {
+                position: 1,
+                reason: format!("the condition is more than {MAX_DEPTH} operations deep"),
+            });
+        }
         Ok(Self { expr })
     }
 
@@ -277,6 +302,12 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
         } else {
             return Err(error(start, format!("unexpected character {c:?}")));
         };
+        if tokens.len() == MAX_TOKENS {
+            return Err(error(
+                start,
+                format!("the expression is longer than {MAX_TOKENS} tokens"),
+            ));
+        }
         tokens.push(Token {
             kind,
             position: start + 1,
@@ -438,6 +469,25 @@ enum Expr {
 }
 
 impl Expr {
+    /// Levels of the tree, counted without recursion.
+    fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1)];
+        while let Some((e, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            match e {
+                Self::Negate(x) | Self::Not(x) | Self::BoolCast(x) => stack.push((x, d + 1)),
+                Self::Text { operand, .. } => stack.push((operand, d + 1)),
+                Self::And(l, r) | Self::Or(l, r) | Self::Equal(l, r) | Self::Compare(_, l, r) => {
+                    stack.push((l, d + 1));
+                    stack.push((r, d + 1));
+                }
+                Self::Literal(_) | Self::Property(_) | Self::In { .. } => {}
+            }
+        }
+        deepest
+    }
+
     /// Java's `BooleanExpression`: what may stand as a condition.
     fn is_boolean(&self) -> bool {
         match self {
@@ -504,6 +554,8 @@ struct Parser {
     at: usize,
     /// Position reported for "end of expression".
     end: usize,
+    /// Parentheses and prefix operators open at this point.
+    nesting: usize,
 }
 
 type Parsed = Result<Expr, ParseError>;
@@ -716,19 +768,33 @@ impl Parser {
         }
     }
 
+    /// Runs `parse` one nesting level deeper, refusing expressions nested beyond
+    /// [`MAX_NESTING`] (the parser's recursion stays bounded).
+    fn nested(&mut self, parse: impl FnOnce(&mut Self) -> Parsed) -> Parsed {
+        if self.nesting >= MAX_NESTING {
+            return Err(self.error(format!(
+                "the expression nests deeper than {MAX_NESTING} levels"
+            )));
+        }
+        self.nesting += 1;
+        let parsed = parse(self);
+        self.nesting -= 1;
+        parsed
+    }
+
     fn unary_expr(&mut self) -> Parsed {
         if self.is_punct("+") {
             self.at += 1;
-            return self.unary_expr();
+            return self.nested(Self::unary_expr);
         }
         if self.is_punct("-") {
             self.at += 1;
-            let operand = self.unary_expr()?;
+            let operand = self.nested(Self::unary_expr)?;
             return Ok(Expr::Negate(Box::new(operand)));
         }
         if self.is_keyword(Keyword::Not) {
             self.at += 1;
-            let operand = self.unary_expr()?;
+            let operand = self.nested(Self::unary_expr)?;
             let operand = self.check(as_boolean(operand))?;
             return Ok(Expr::Not(Box::new(operand)));
         }
@@ -752,7 +818,7 @@ impl Parser {
             }
             TokenKind::Punct("(") => {
                 self.at += 1;
-                let inner = self.or_expr()?;
+                let inner = self.nested(Self::or_expr)?;
                 self.expect_punct(")")?;
                 return Ok(inner);
             }
@@ -1351,6 +1417,38 @@ mod tests {
         }
         let err = Sql92Filter::parse("a = 1 AND b ! 2").expect_err("bang");
         assert_eq!(err.position, 13, "{err}");
+        let err = Sql92Filter::parse("a > 'x'").expect_err("string");
+        assert_eq!(err.position, 5, "{err}");
+    }
+
+    #[test]
+    fn huge_expressions_are_refused_not_overflowing_the_stack() {
+        let deep = format!("{}a = 1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let err = Sql92Filter::parse(&deep).expect_err("deep");
+        assert!(err.to_string().contains("longer than 65536 bytes"), "{err}");
+        let deep = format!("{}a = 1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(Sql92Filter::parse(&deep).is_err());
+        let nots = format!("{}a", "NOT ".repeat(100_000));
+        assert!(Sql92Filter::parse(&nots).is_err());
+        let minus = format!("a = {}1", "- ".repeat(100_000));
+        assert!(Sql92Filter::parse(&minus).is_err());
+        let nested = format!("{}a = 1{}", "(".repeat(70), ")".repeat(70));
+        let err = Sql92Filter::parse(&nested).expect_err("nested");
+        assert!(err.to_string().contains("nests deeper than 64"), "{err}");
+        let long = vec!["a = 1"; 3000].join(" AND ");
+        let err = Sql92Filter::parse(&long).expect_err("long");
+        assert!(err.to_string().contains("tokens"), "{err}");
+        let chain = vec!["a = 1"; 300].join(" OR ");
+        let err = Sql92Filter::parse(&chain).expect_err("deep chain");
+        assert!(err.to_string().contains("operations deep"), "{err}");
+        let fine = format!(
+            "{}a = 1{} AND {}",
+            "(".repeat(60),
+            ")".repeat(60),
+            vec!["b = 2"; 200].join(" AND ")
+        );
+        let f = Sql92Filter::parse(&fine).expect("within the limits");
+        assert!(f.matches("a\u{1}1\u{2}b\u{1}2\u{2}"));
     }
 
     #[test]
