@@ -249,6 +249,14 @@ Examples:
   tributary dlq resend --group audit --all";
 
 /// `NAME=VALUE` of `produce --property`.
+/// `--delay`: one delay with its unit, as in `broker.delay_levels`.
+fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    match tributary_broker::schedule::parse_delay_levels(text)?.as_slice() {
+        [ms] => Ok(std::time::Duration::from_millis(ms.unsigned_abs())),
+        _ => Err(format!("{text:?} is not one delay such as 90s")),
+    }
+}
+
 fn parse_property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.trim().is_empty() => {
@@ -355,6 +363,14 @@ pub struct ProduceArgs {
     /// select messages by property with SQL92 filters (`consume --sql`).
     #[arg(long = "property", value_name = "NAME=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// Deliver every message after a delay level (property DELAY; 1 = 1 s … 18 = 2 h with the
+    /// brokers' default levels). Not with --batch.
+    #[arg(long, conflicts_with = "delay", value_parser = clap::value_parser!(i32).range(1..=256))]
+    pub delay_level: Option<i32>,
+    /// Deliver every message this long after the broker stores it (TIMER_DELAY_MS): a number
+    /// with a unit ms, s, m, h or d, such as 90s. Not with --batch.
+    #[arg(long, value_parser = parse_delay)]
+    pub delay: Option<std::time::Duration>,
     /// Take each message's key from its line: `KEY<separator>BODY` (a line without the
     /// separator has no key).
     #[arg(long)]

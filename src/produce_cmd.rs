@@ -32,6 +32,9 @@ pub fn run(args: ProduceArgs) -> Result<()> {
             "--property {name} is reserved: the client or broker sets it (use --tag or --key for tags and keys)"
         );
     }
+    if args.batch > 1 && (args.delay_level.is_some() || args.delay.is_some()) {
+        bail!("delayed messages cannot be sent in batches: drop --batch or the delay");
+    }
     crate::runtime()?.block_on(produce(args))
 }
 
@@ -227,6 +230,12 @@ fn to_message(args: &ProduceArgs, line: &[u8]) -> Option<Message> {
     }
     for (name, value) in &args.properties {
         message = message.with_property(name.clone(), value.clone());
+    }
+    if let Some(level) = args.delay_level {
+        message = message.with_delay_level(level);
+    }
+    if let Some(delay) = args.delay {
+        message = message.with_delay(delay);
     }
     Some(message)
 }

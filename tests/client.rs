@@ -101,7 +101,13 @@ async fn start_with_topic(topic: &str, queues: i32) -> (tempfile::TempDir, TestS
     let dir = tempfile::tempdir().expect("tempdir");
     let server = tokio::task::spawn_blocking({
         let path = dir.path().to_owned();
-        move || TestServer::start(&path, &[])
+        move || {
+            // Short retry delays (a first retry waits level 3): ReconsumeLater comes back fast.
+            let config = path.join("tributary.toml");
+            std::fs::write(&config, "[broker]\ndelay_levels = \"1s 1s 200ms\"\n")
+                .expect("write config");
+            TestServer::start(&path, &["--config", config.to_str().expect("utf-8 path")])
+        }
     })
     .await
     .expect("start");

@@ -404,3 +404,53 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     admin.shutdown().await;
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_sends_delayed_and_timer_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(dir.path(), "delay_levels = \"300ms 1s\"");
+    let server = start(&dir.path().join("data"), &config);
+    let ns = server.namesrv.clone();
+    let admin = Admin::start(client(&ns)).await.expect("admin");
+    create_topic(&admin, &server, "Soon", 1).await;
+    let produce = |args: &[&str], line: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["produce", "--topic", "Soon", "--quiet"])
+            .args(args)
+            .args(["--namesrv", &ns])
+            .env_remove("NAMESRV_ADDR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        // A refused command exits before reading its input.
+        let _ = stdin.write_all(line.as_bytes());
+        drop(stdin);
+        child.wait_with_output().expect("wait")
+    };
+    let out = produce(&["--delay-level", "2"], "by-level\n");
+    assert!(out.status.success(), "{out:?}");
+    let out = produce(&["--delay", "500ms"], "by-timer\n");
+    assert!(out.status.success(), "{out:?}");
+    let out = produce(&["--delay", "1s", "--batch", "2"], "x\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = produce(&["--delay", "soon"], "x\n");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    wait_until("both are delivered", async || {
+        stored_count(&admin, "Soon").await >= 2
+    })
+    .await;
+    let messages = stored(&admin, "Soon").await;
+    assert_eq!(bodies(&messages), ["by-level", "by-timer"]);
+    for m in &messages {
+        // Delivered copies: a level keeps REAL_TOPIC, a timer TIMER_OUT_MS.
+        let via_schedule =
+            m.property("REAL_TOPIC").is_some() || m.property("TIMER_OUT_MS").is_some();
+        assert!(via_schedule, "{:?}", m.properties);
+    }
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}

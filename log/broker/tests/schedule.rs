@@ -42,6 +42,10 @@ struct Node {
 
 impl Node {
     async fn start(dir: tempfile::TempDir, config: BrokerConfig) -> Self {
+        Self::start_with(dir, config, FlushMode::Async).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, config: BrokerConfig, flush: FlushMode) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -55,7 +59,7 @@ impl Node {
         store_config.commitlog_segment_bytes = 16 << 20;
         store_config.index_slots = 1024;
         store_config.index_entries = 4096;
-        store_config.flush_mode = FlushMode::Async;
+        store_config.flush_mode = flush;
         store_config.store_host = config.advertised_addr().parse().expect("addr");
         let store = Arc::new(MessageStore::open(store_config).expect("store"));
         let broker =
@@ -605,5 +609,36 @@ async fn a_group_configuration_sets_its_retries_and_survives_a_restart() {
     // The request's maximum wins over the group's (as the Java broker).
     ok_code(&n.send_back(&retried[0], "g3", 0, Some(5)).await);
     n.wait_count("%RETRY%g3", 0, 2).await;
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn sync_flush_delivers_and_writes_the_progress_once_flushed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = Node::start_with(dir, config("300ms"), FlushMode::Sync).await;
+    for b in ["s1", "s2", "s3"] {
+        ok(&n.send("SyncDelayed", 0, b, &[("DELAY", "1")]).await);
+    }
+    assert_eq!(
+        bodies(&n.wait_count("SyncDelayed", 0, 3).await),
+        ["s1", "s2", "s3"]
+    );
+    let dir = n.stop().await;
+    let progress: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("broker").join(PROGRESS_FILE)).expect("progress"),
+    )
+    .expect("json");
+    assert_eq!(progress["offsetTable"]["1"], 3, "{progress}");
+    let n = Node::start_with(dir, config("300ms"), FlushMode::Sync).await;
+    ok(&n.send("SyncDelayed", 0, "s4", &[("DELAY", "1")]).await);
+    assert_eq!(bodies(&n.wait_count("SyncDelayed", 0, 4).await)[3], "s4");
+    assert_eq!(
+        n.broker
+            .schedule()
+            .stats()
+            .deduplicated
+            .load(Ordering::Relaxed),
+        0
+    );
     n.stop().await;
 }
