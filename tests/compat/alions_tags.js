@@ -1,11 +1,8 @@
 'use strict';
-// Tag filtering with the Node.js RocketMQ client ali-ons (4.x remoting protocol): a consumer
-// subscribed to `TagA || TagC` gets every TagA and TagC message and nothing else. ali-ons checks
-// tags again itself but lets messages without a tag through, so an untagged message reaching
-// the handler would mean the broker did not filter. The caller stores untagged messages in the
-// topic first (ali-ons cannot send one: it writes the tag `null`); this script then sends tagged
-// ones to every queue, and passes only when all expected messages arrived and no untagged one.
-// Prints one verdict line: `ok …` or `FAIL …`.
+// Tag filtering with the Node.js RocketMQ client ali-ons (4.x remoting protocol): COUNT messages
+// tagged TagA, TagB and TagC in turn; a consumer subscribed to 'TagA || TagC' must receive every
+// TagA and TagC message and no TagB message. A second group subscribed to 'TagB' must receive
+// exactly the TagB ones. Prints one verdict line: `ok …` or `FAIL …`.
 // Environment: NAMESRV (host:port), TOPIC (must exist), COUNT, WAIT_MS, ALIONS_DIR.
 const path = require('path');
 const { Producer, Consumer, Message } = require(path.join(process.env.ALIONS_DIR, 'node_modules', 'ali-ons'));
@@ -15,8 +12,8 @@ const topic = process.env.TOPIC || 'CompatTags';
 const count = Number(process.env.COUNT || 30);
 const waitMs = Number(process.env.WAIT_MS || 60000);
 const run = `${process.pid}_${Date.now()}`;
-// ali-ons asks an HTTP endpoint for the NameServer when none is given; we always give one.
 const httpclient = { request: async () => { throw new Error('no http lookup'); } };
+const tags = ['TagA', 'TagB', 'TagC'];
 
 let passed = false;
 function fail(msg) { console.log(`FAIL ${msg}`); process.exit(1); }
@@ -25,8 +22,33 @@ process.on('uncaughtException', e => { if (passed) process.exit(0); fail(`uncaug
 process.on('unhandledRejection', e => { if (passed) process.exit(0); fail(`unhandled rejection ${describe(e)}`); });
 let warned = 0;
 function warn(what, e) { if (!passed && ++warned <= 10) console.log(`warn ${what}: ${describe(e)}`); }
-const timeout = (promise, ms, what) => Promise.race([promise, new Promise((_, reject) =>
-  setTimeout(() => reject(new Error(`${what} timed out after ${ms}ms`)), ms).unref())]);
+function withTimeout(promise, ms, what) {
+  let t;
+  return Promise.race([promise, new Promise((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} timed out after ${ms}ms`)), ms);
+  })]).finally(() => clearTimeout(t));
+}
+
+// A consumer group that must receive exactly the messages whose tag is in `want`.
+function expect(group, expression, want, sent) {
+  const missing = new Set([...sent.entries()].filter(([, tag]) => want.includes(tag)).map(([body]) => body));
+  const consumer = new Consumer({ httpclient, nameSrv, consumerGroup: group,
+    consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', rebalanceInterval: 2000,
+    brokerSuspendMaxTimeMillis: 2000, consumerTimeoutMillisWhenSuspend: 5000 });
+  consumer.on('error', e => warn(`${group} error`, e));
+  const done = new Promise(resolve => {
+    consumer.subscribe(topic, expression, async msg => {
+      const body = msg.body ? msg.body.toString() : '';
+      const tag = sent.get(body);
+      if (tag === undefined) return; // another run's message
+      if (!want.includes(tag)) fail(`${group} subscribed to '${expression}' received a ${tag} message: ${body}`);
+      if (msg.tags !== tag) fail(`${group}: tags ${msg.tags} != ${tag}`);
+      missing.delete(body);
+      if (missing.size === 0) resolve();
+    });
+  });
+  return { consumer, done, missing };
+}
 
 (async () => {
   let phase = 'producer start';
@@ -34,49 +56,31 @@ const timeout = (promise, ms, what) => Promise.race([promise, new Promise((_, re
     const producer = new Producer({ httpclient, nameSrv, producerGroup: `compat_tags_pg_${run}`,
       accessKeyId: '', accessKeySecret: '', sendMsgTimeout: 5000, retryTimesWhenSendFailed: 0 });
     producer.on('error', e => warn('producer error', e));
-    await timeout(producer.ready(), 30000, 'producer start');
-    const expected = new Set();
-    const send = async (tag, body) => {
-      phase = `send ${body}`;
-      const r = await timeout(producer.send(new Message(topic, tag, body)), 30000, 'send');
-      if (!r || r.sendStatus !== 'SEND_OK') fail(`send ${body}: ${JSON.stringify(r)}`);
-    };
-    // Eight TagC last, so that every queue ends with an expected message (ali-ons sends round
-    // robin): when they are in, every untagged message before them was pulled.
-    const tags = ['TagA', 'TagB', 'TagC'];
-    for (let i = 0; i < count + 8; i++) {
-      const tag = i >= count ? 'TagC' : tags[i % 3];
-      const body = `${tag} ${run} #${i}`;
-      await send(tag, body);
-      if (tag !== 'TagB') expected.add(body);
+    await withTimeout(producer.ready(), 30000, 'producer start');
+    const sent = new Map();
+    for (let i = 0; i < count; i++) {
+      phase = `send #${i}`;
+      const tag = tags[i % tags.length];
+      const body = `tags ${run} #${i} ${tag}`;
+      const r = await withTimeout(producer.send(new Message(topic, tag, body)), 30000, 'send');
+      if (!r || r.sendStatus !== 'SEND_OK') fail(`send #${i}: ${JSON.stringify(r)}`);
+      sent.set(body, tag);
     }
-    await timeout(producer.close(), 10000, 'producer close');
+    await withTimeout(producer.close(), 10000, 'producer close');
     producer.on('error', e => warn('producer error', e));
 
     phase = 'consume';
-    const total = expected.size;
-    const consumer = new Consumer({ httpclient, nameSrv, consumerGroup: `compat_tags_cg_${run}`,
-      consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', rebalanceInterval: 2000,
-      brokerSuspendMaxTimeMillis: 2000, consumerTimeoutMillisWhenSuspend: 5000 });
-    consumer.on('error', e => warn('consumer error', e));
-    const timer = setTimeout(() => fail(`timed out: ${expected.size} of ${total} TagA/TagC messages not received`), waitMs);
-    consumer.subscribe(topic, 'TagA || TagC', async msg => {
-      if (passed) return;
-      const body = msg.body ? msg.body.toString() : '';
-      if (!msg.tags) fail(`the broker let an untagged message through a tag subscription: ${body}`);
-      if (!body.includes(run)) return; // earlier runs' messages in the same topic
-      if (msg.tags !== 'TagA' && msg.tags !== 'TagC') fail(`tag ${msg.tags} delivered for ${body}`);
-      expected.delete(body);
-      if (expected.size === 0) {
-        passed = true;
-        clearTimeout(timer);
-        console.log(`ok received all ${total} TagA/TagC messages and nothing else`);
-        setImmediate(async () => {
-          try { await timeout(consumer.close(), 5000, 'consumer close'); } catch (e) { /* ignore */ }
-          process.exit(0);
-        });
-      }
-    });
+    const ac = expect(`compat_tags_ac_${run}`, 'TagA || TagC', ['TagA', 'TagC'], sent);
+    const b = expect(`compat_tags_b_${run}`, 'TagB', ['TagB'], sent);
+    const timer = setTimeout(() => fail(`timed out: ${ac.missing.size} TagA/TagC and ${b.missing.size} TagB messages not received`), waitMs);
+    await Promise.all([ac.done, b.done]);
+    clearTimeout(timer);
+    passed = true;
+    console.log(`ok tag filters: 'TagA || TagC' and 'TagB' each received exactly their ${count} messages' share`);
+    for (const c of [ac.consumer, b.consumer]) {
+      try { await withTimeout(c.close(), 5000, 'consumer close'); } catch (e) { /* the verdict is in */ }
+    }
+    process.exit(0);
   } catch (e) {
     fail(`${phase}: ${describe(e)}`);
   }
