@@ -61,6 +61,13 @@ pub struct BrokerConfig {
     /// group without its own `retryMaxTimes` when the consumer does not say
     /// (`maxReconsumeTimes`).
     pub max_reconsume_times: i32,
+    /// A half message not resolved this long after it was stored is checked
+    /// (CHECK_TRANSACTION_STATE), ms (RocketMQ's `transactionTimeOut`).
+    pub transaction_timeout_ms: u64,
+    /// Interval between two checks of a transaction, ms (`transactionCheckInterval`).
+    pub transaction_check_interval_ms: u64,
+    /// Checks of a transaction before it is discarded (`transactionCheckMax`).
+    pub transaction_check_max: u32,
 }
 
 impl Default for BrokerConfig {
@@ -88,6 +95,9 @@ impl Default for BrokerConfig {
             timer_max_delay_secs: 3 * 24 * 3600,
             schedule_flush_interval_ms: 1000,
             max_reconsume_times: 16,
+            transaction_timeout_ms: 6_000,
+            transaction_check_interval_ms: 60_000,
+            transaction_check_max: 15,
         }
     }
 }

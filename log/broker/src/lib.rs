@@ -45,6 +45,7 @@ pub mod schedule;
 pub mod sql92;
 mod stats;
 mod topics;
+pub mod transaction;
 
 pub use clients::{ClientChannel, ClientRegistry, ConsumerGroup, QueueLocks};
 pub use config::BrokerConfig;
@@ -69,6 +70,7 @@ pub struct Broker {
     stats: BrokerStats,
     namesrv: RemotingClient,
     schedule: ScheduleService,
+    transactions: transaction::TransactionService,
     groups: GroupConfigs,
     /// Poked when the topic set changed, to register with the NameServers at once.
     register_now: tokio::sync::Notify,
@@ -106,6 +108,7 @@ impl Broker {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let schedule = ScheduleService::open(&config, store.clone(), meta_dir)?;
+        let transactions = transaction::TransactionService::open(&config, store.clone())?;
         let groups = GroupConfigs::open(meta_dir.join("subscriptionGroup.json"))?;
         let broker = Arc::new(Self {
             addr: config.advertised_addr(),
@@ -119,6 +122,7 @@ impl Broker {
             stats: BrokerStats::default(),
             namesrv: RemotingClient::default(),
             schedule,
+            transactions,
             groups,
             register_now: tokio::sync::Notify::new(),
         });
@@ -380,7 +384,10 @@ impl BoundBroker {
         tracker.spawn(async move {
             stop.cancelled().await;
             b.schedule.stop();
+            b.transactions.stop();
         });
+        let b = broker.clone();
+        tracker.spawn_blocking(move || b.transactions.run(&|group| b.clients.producers_of(group)));
         tracing::info!(
             addr = %broker.addr,
             listen = %broker.config.listen,

@@ -121,6 +121,7 @@ impl Broker {
         let reply = match request.code {
             rq::SEND_MESSAGE | rq::SEND_MESSAGE_V2 => self.send(conn, &request).await,
             rq::SEND_BATCH_MESSAGE => self.send_batch(conn, &request).await,
+            rq::END_TRANSACTION => self.end_transaction(&request).await,
             rq::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&request).await,
             rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group_config(&request).await,
             rq::PULL_MESSAGE => self.pull(&request).await,
@@ -307,7 +308,6 @@ impl Broker {
 
     async fn send(&self, conn: &Connection, request: &RemotingCommand) -> Reply {
         let header = SendMessageRequestHeader::from_command(request)?;
-        Self::refuse_transactions(&header)?;
         crate::retry::check_send_topic(&header.topic)?;
         let queue_id = self.send_target(&header)?;
         let mut message = Self::new_message(
@@ -318,12 +318,20 @@ impl Broker {
             request.body.clone(),
             header.properties.clone().unwrap_or_default(),
         );
-        self.prepare_send(&header, &mut message)?;
+        let half = crate::transaction::is_half(header.sys_flag, &message.properties)
+            .then(|| crate::transaction::to_half(&mut message, &header.producer_group));
+        if half.is_none() {
+            self.prepare_send(&header, &mut message)?;
+        }
         let body_len = message.body.len() as u64;
         let (result, durable) = self
             .store
             .append(&message)
             .map_err(|e| self.store_refusal(&e))?;
+        if let Some(group) = &half {
+            self.transactions
+                .prepared(result.queue_offset, result.physical_offset, group);
+        }
         // WAIT=false (`waitStoreMsgOK` off): the producer asked not to wait for the flush.
         let wait =
             tributary_store::record::property(&message.properties, property::WAIT_STORE_MSG_OK)

@@ -97,6 +97,8 @@ struct Inner {
     /// Broker id to pull each queue from next, as the broker last suggested.
     pull_from: Mutex<HashMap<MessageQueue, i64>>,
     producers: Mutex<BTreeMap<String, ()>>,
+    /// Transaction listeners by producer group.
+    tx_listeners: Mutex<HashMap<String, Arc<dyn crate::producer::TransactionListener>>>,
     consumers: Mutex<BTreeMap<String, Weak<dyn ConsumerMember>>>,
     rebalance: Notify,
     ids: UniqIdGenerator,
@@ -122,12 +124,46 @@ impl Handler for ClientHandler {
                 ClientInstance { inner }.reset_offsets_from(conn, &request);
                 RemotingCommand::response_to(&request)
             }
-            // Later: CHECK_TRANSACTION_STATE (transaction listener), GET_CONSUMER_RUNNING_INFO,
-            // PUSH_REPLY_MESSAGE_TO_CLIENT (request-reply).
+            (request::CHECK_TRANSACTION_STATE, Some(inner)) => {
+                return check_transaction_state(&inner, conn, request);
+            }
+            // Later: GET_CONSUMER_RUNNING_INFO, PUSH_REPLY_MESSAGE_TO_CLIENT (request-reply).
             _ => not_supported(&request),
         };
         Box::pin(std::future::ready(Some(answer)))
     }
+}
+
+/// CHECK_TRANSACTION_STATE (one-way): the group's listener answers with END_TRANSACTION.
+fn check_transaction_state(
+    inner: &Inner,
+    conn: &Arc<Connection>,
+    request: RemotingCommand,
+) -> HandlerFuture {
+    let header: tributary_protocol::header::CheckTransactionStateRequestHeader =
+        match request.decode_header() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(broker = %conn.peer(), error = %e, "bad CHECK_TRANSACTION_STATE");
+                return Box::pin(std::future::ready(None));
+            }
+        };
+    let message = match crate::record::decode_messages(&request.body, "") {
+        Ok(mut m) if !m.is_empty() => m.swap_remove(0),
+        Ok(_) | Err(_) => {
+            tracing::warn!(broker = %conn.peer(), "CHECK_TRANSACTION_STATE without a message");
+            return Box::pin(std::future::ready(None));
+        }
+    };
+    let group = message
+        .property(tributary_protocol::message::property::PRODUCER_GROUP)
+        .unwrap_or_default();
+    let listener = inner.tx_listeners.lock().get(group).cloned();
+    let conn = conn.clone();
+    Box::pin(async move {
+        crate::producer::transaction::answer_check(listener, conn, header, message).await;
+        None
+    })
 }
 
 static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -228,6 +264,7 @@ impl ClientInstance {
             brokers: RwLock::default(),
             pull_from: Mutex::default(),
             producers: Mutex::default(),
+            tx_listeners: Mutex::default(),
             consumers: Mutex::default(),
             rebalance: Notify::new(),
             ids: UniqIdGenerator::new(client_ip),
@@ -362,7 +399,26 @@ impl ClientInstance {
         Ok(())
     }
 
+    pub(crate) fn set_transaction_listener(
+        &self,
+        group: &str,
+        listener: Arc<dyn crate::producer::TransactionListener>,
+    ) {
+        self.inner
+            .tx_listeners
+            .lock()
+            .insert(group.to_owned(), listener);
+    }
+
+    pub(crate) fn transaction_listener(
+        &self,
+        group: &str,
+    ) -> Option<Arc<dyn crate::producer::TransactionListener>> {
+        self.inner.tx_listeners.lock().get(group).cloned()
+    }
+
     pub(crate) async fn unregister_producer(&self, group: &str) {
+        self.inner.tx_listeners.lock().remove(group);
         if self.inner.producers.lock().remove(group).is_some() && !self.is_shut_down() {
             self.unregister_everywhere(Some(group), None).await;
         }

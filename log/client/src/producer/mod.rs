@@ -8,8 +8,10 @@
 //! brokers that allow auto-creation create it on the first message.
 
 mod selector;
+pub(crate) mod transaction;
 
 pub use selector::{MessageQueueSelector, SelectByHash, select_by_hash, select_round_robin};
+pub use transaction::{LocalTransactionState, TransactionListener, TransactionSendResult};
 
 use std::collections::HashMap;
 use std::future::Future;
