@@ -247,6 +247,12 @@ impl Collector for BrokerCollector {
         )?;
         gauge(
             &mut enc,
+            "tributary_broker_delayed_pending",
+            "Delayed and timer messages not yet delivered",
+            i64::try_from(d.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut enc,
             "tributary_broker_topics",
             "Topics configured on the broker",
             self.broker.topics().names().len() as i64,

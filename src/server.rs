@@ -119,11 +119,14 @@ pub async fn run(mut config: Config, roles: Roles) -> anyhow::Result<()> {
             tracing::error!(offset = d.offset, to = %d.quarantined_to.display(), "recovery quarantined corrupt data: {}", d.reason);
         }
         crate::metrics::register_store(&mut registry, opened.clone());
-        let broker = Broker::open(
-            config.broker.clone(),
-            opened.clone(),
-            &config.data_dir.join("broker"),
-        )
+        // Reads metadata and, after a crash, the commit log's tail for delivered delayed
+        // messages: on a blocking thread.
+        let (broker_config, meta_dir) = (config.broker.clone(), config.data_dir.join("broker"));
+        let store_for_broker = opened.clone();
+        let broker = tokio::task::spawn_blocking(move || {
+            Broker::open(broker_config, store_for_broker, &meta_dir)
+        })
+        .await?
         .context("open the broker's metadata")?;
         let bound = broker.serve_on(broker_listener);
         crate::metrics::register_broker(&mut registry, broker.clone(), bound.transport_stats());

@@ -249,6 +249,8 @@ pub struct ScheduleStats {
     pub dropped: AtomicU64,
     /// Entries skipped at start because their copy was found in the commit log.
     pub deduplicated: AtomicU64,
+    /// Messages waiting in the schedule queues or in memory, as of the last round.
+    pub pending: AtomicU64,
 }
 
 /// Delivers delayed and timer messages when due; see the module docs.
@@ -516,6 +518,7 @@ impl ScheduleService {
             if !stopping {
                 self.take(&mut state, now, &mut wake_at);
                 self.act(&mut state, now, topic_exists, &mut wake_at);
+                self.count_pending(&state);
             }
             self.persist(&mut state, now, stopping, &mut wake_at);
             if stopping {
@@ -629,6 +632,16 @@ impl ScheduleService {
                 *wake_at = now;
             }
         }
+    }
+
+    fn count_pending(&self, state: &State) {
+        let queued: i64 = state
+            .cursors
+            .iter()
+            .map(|c| (self.store.max_offset(c.lane.topic(), c.lane.queue_id()) - c.next).max(0))
+            .sum();
+        let pending = u64::try_from(queued).unwrap_or(0) + state.held.len() as u64;
+        self.stats.pending.store(pending, Ordering::Relaxed);
     }
 
     /// When to look at an entry again, and when it is due, ms.

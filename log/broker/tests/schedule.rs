@@ -288,6 +288,14 @@ async fn delay_levels_are_delivered_when_due_in_due_order() {
             .load(Ordering::Relaxed),
         4
     );
+    let deadline = Instant::now() + DEADLINE;
+    while n.broker.schedule().stats().pending.load(Ordering::Relaxed) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "delivered messages still count as pending"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let dir = n.stop().await;
     let progress =
         std::fs::read_to_string(dir.path().join("broker").join(PROGRESS_FILE)).expect("progress");
