@@ -74,7 +74,7 @@ const RETRY_BACKOFF_MS: i64 = 1000;
 const IDLE_WAKE_MS: i64 = 1000;
 /// With nothing delivered, the progress file is still rewritten once the commit log grew this
 /// much past `scanFrom`, to keep the start-up scan short.
-const SCAN_PERSIST_BYTES: u64 = 1 << 20;
+const SCAN_PERSIST_BYTES: u64 = 64 << 20;
 /// How often an unflushed progress snapshot is looked at again, ms.
 const FLUSH_POLL_MS: i64 = 20;
 /// How long shutdown waits for the flush that lets it write the final progress.
