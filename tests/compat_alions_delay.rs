@@ -6,53 +6,30 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::TestServer;
+use common::{TestServer, create_topic, require_node, run_alions};
 
 #[test]
 fn alions_delayed_message_and_retry() {
-    for tool in ["node", "npm"] {
-        let found = Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} is needed for this test (apt-get install nodejs npm; .ci/run does)"
-        );
-    }
+    require_node();
     let dir = tempfile::tempdir().expect("tempdir");
     // Level 1 waits 1 s; the first retry (level 3) 2 s.
     let config = dir.path().join("tributary.toml");
     std::fs::write(&config, "[broker]\ndelay_levels = \"1s 1s 2s\"\n").expect("config");
     let config = config.to_str().expect("utf-8 path");
     let server = TestServer::start(&dir.path().join("data"), &["--config", config]);
-    // ali-ons does not fall back to the TBW102 template: create the topic first.
-    let created = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["topic", "create", "CompatDelay", "--queues", "2"])
-        .args(["--broker", &server.broker, "--namesrv", &server.namesrv])
-        .env_remove("NAMESRV_ADDR")
-        .output()
-        .expect("tributary topic create");
-    assert!(created.status.success(), "{created:?}");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/alions-check");
-    let out = Command::new(script)
-        .arg(&server.namesrv)
-        .env("SCRIPT", "alions_delay.js")
-        .env("TOPIC", "CompatDelay")
-        .env("LEVEL", "1")
-        .env("LEVEL_MS", "1000")
-        .env("RETRY_MS", "2000")
-        .env("WAIT_MS", "60000")
-        .output()
-        .expect("run alions-check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("ok delayed message arrived"),
-        "ali-ons delay check failed ({}):\n{stdout}\n{stderr}",
-        out.status
+    create_topic(&server, "CompatDelay", 2);
+    let env = [
+        ("TOPIC", "CompatDelay"),
+        ("LEVEL", "1"),
+        ("LEVEL_MS", "1000"),
+        ("RETRY_MS", "2000"),
+        ("WAIT_MS", "60000"),
+    ];
+    run_alions(
+        &server,
+        "alions_delay.js",
+        &env,
+        "ok delayed message arrived",
     );
     assert!(server.terminate().success());
 }

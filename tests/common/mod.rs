@@ -125,3 +125,49 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// Fails the test unless `node` and `npm` are installed (the compatibility tests run the
+/// Node.js RocketMQ client ali-ons; `.ci/run` installs them).
+pub fn require_node() {
+    for tool in ["node", "npm"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} is needed for this test (apt-get install nodejs npm; .ci/run does)"
+        );
+    }
+}
+
+/// Creates `topic` with `queues` queues on the server's broker with the CLI (ali-ons does not
+/// fall back to the TBW102 template).
+pub fn create_topic(server: &TestServer, topic: &str, queues: u32) {
+    let created = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["topic", "create", topic, "--queues", &queues.to_string()])
+        .args(["--broker", &server.broker, "--namesrv", &server.namesrv])
+        .env_remove("NAMESRV_ADDR")
+        .output()
+        .expect("tributary topic create");
+    assert!(created.status.success(), "{created:?}");
+}
+
+/// Runs the ali-ons check script `script` (in `tests/compat/`) against the server with the
+/// given environment, and asserts that it succeeded and printed `verdict`.
+pub fn run_alions(server: &TestServer, script: &str, env: &[(&str, &str)], verdict: &str) {
+    let check = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/alions-check");
+    let out = Command::new(check)
+        .arg(&server.namesrv)
+        .env("SCRIPT", script)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run alions-check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(verdict),
+        "ali-ons check {script} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
