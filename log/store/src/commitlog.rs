@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{FlushMode, StoreConfig};
-use crate::durable::{Completion, Durable};
+use crate::durable::{Durable, DurableOffset, Woken};
 use crate::error::{Result, StoreError};
 use crate::record::{self, BLANK_MAGIC, END_FILE_MIN_BLANK, EncodedRecord, sys_flag};
 use crate::segment::{MappedFile, SegmentQueue};
@@ -32,6 +32,13 @@ pub struct AppendResult {
     pub queue_offset: i64,
     /// Store timestamp, ms since the epoch.
     pub store_timestamp: i64,
+}
+
+/// SYNC records of one append call bound for one segment, written with one `pwritev`.
+struct Run<'r> {
+    file: Arc<MappedFile>,
+    parts: Vec<&'r [u8]>,
+    len: usize,
 }
 
 /// Next queue offsets per topic and queue: the only per-queue state on the append path.
@@ -55,6 +62,10 @@ pub(crate) fn now_ms() -> i64 {
 struct Allocator {
     state: Mutex<AllocState>,
     cv: Condvar,
+    /// An append is waiting for the requested segment: stop warming it.
+    hurry: AtomicBool,
+    /// A prefault of the active segment is requested or running (see `keep_prefaulted`).
+    prefaulting: AtomicBool,
 }
 
 #[derive(Default)]
@@ -62,8 +73,15 @@ struct AllocState {
     /// Base offset requested and not yet taken.
     wanted: Option<u64>,
     ready: Option<Result<MappedFile>>,
+    /// The appends came within half a window of the prefaulted part of the active segment.
+    prefault: bool,
     stop: bool,
 }
+
+/// With `warm_segments` (ASYNC), pages are faulted in this far ahead of the appends; the
+/// allocator extends the window when the appends are half way through it. Bounds the memory
+/// warmed ahead (dirty zero pages) whatever the segment size.
+const PREFAULT_WINDOW: usize = 64 << 20;
 
 pub(crate) struct CommitLog {
     config: Arc<StoreConfig>,
@@ -71,22 +89,54 @@ pub(crate) struct CommitLog {
     append: Mutex<AppendState>,
     /// One past the last published byte.
     max_offset: AtomicU64,
-    /// Everything below is durable.
-    flushed: AtomicU64,
+    /// Everything below is durable, and the SYNC appends waiting for that to pass their end.
+    /// Once a flush failed it records why, and the store refuses writes.
+    durable: Arc<DurableOffset>,
     allocator: Allocator,
-    flush: FlushQueue,
-    /// Set when a flush failed: the store then refuses writes.
-    failed: AtomicBool,
+    /// Where the flusher sleeps: SYNC, while there is nothing to flush; ASYNC, between flushes.
+    flusher: Sleeper,
+    stop: AtomicBool,
     stats: Arc<StoreStats>,
-    /// Woken after every append, for the dispatcher.
-    appended: (Mutex<u64>, Condvar),
+    /// Where the dispatcher sleeps when it has caught up.
+    dispatcher: Sleeper,
 }
 
-/// Waiters of the SYNC flusher.
-struct FlushQueue {
-    waiters: Mutex<Vec<(u64, Arc<Completion>)>>,
+/// Where a store thread sleeps while there is nothing to do. `idle` is set (under `lock`) while
+/// it sleeps; whoever gives it work reads `idle` without the lock and takes the lock to notify
+/// only when it is set. Both sides order their store and load with SeqCst (Dekker): the worker
+/// sets `idle` and then checks for work, the producer publishes work and then reads `idle`, so
+/// at least one of them sees the other.
+#[derive(Default)]
+struct Sleeper {
+    lock: Mutex<()>,
     cv: Condvar,
-    stop: AtomicBool,
+    idle: AtomicBool,
+}
+
+impl Sleeper {
+    /// Sleeps up to `timeout` unless `has_work` (checked after `idle` is set) says otherwise.
+    fn sleep(&self, timeout: Duration, has_work: impl Fn() -> bool) {
+        let mut g = self.lock.lock();
+        self.idle.store(true, Ordering::SeqCst);
+        if !has_work() {
+            self.cv.wait_for(&mut g, timeout);
+        }
+        self.idle.store(false, Ordering::SeqCst);
+    }
+
+    /// Called after publishing work (with a SeqCst store).
+    fn wake(&self) {
+        if self.idle.load(Ordering::SeqCst) {
+            let _g = self.lock.lock();
+            self.cv.notify_all();
+        }
+    }
+
+    /// Wakes the sleeper whether or not it looks idle (shutdown).
+    fn wake_always(&self) {
+        let _g = self.lock.lock();
+        self.cv.notify_all();
+    }
 }
 
 impl CommitLog {
@@ -102,19 +152,17 @@ impl CommitLog {
                 last_store_timestamp: 0,
             }),
             max_offset: AtomicU64::new(0),
-            flushed: AtomicU64::new(0),
+            durable: Arc::new(DurableOffset::default()),
             allocator: Allocator {
                 state: Mutex::new(AllocState::default()),
                 cv: Condvar::new(),
+                hurry: AtomicBool::new(false),
+                prefaulting: AtomicBool::new(false),
             },
-            flush: FlushQueue {
-                waiters: Mutex::new(Vec::new()),
-                cv: Condvar::new(),
-                stop: AtomicBool::new(false),
-            },
-            failed: AtomicBool::new(false),
+            flusher: Sleeper::default(),
+            stop: AtomicBool::new(false),
             stats,
-            appended: (Mutex::new(0), Condvar::new()),
+            dispatcher: Sleeper::default(),
         })
     }
 
@@ -137,8 +185,7 @@ impl CommitLog {
         st.last_store_timestamp = now_ms();
         drop(st);
         self.max_offset.store(end, Ordering::Release);
-        self.flushed.store(end, Ordering::Release);
-        *self.appended.0.lock() = end;
+        self.durable.set_recovered(end);
     }
 
     /// One past the last published byte.
@@ -149,7 +196,16 @@ impl CommitLog {
         self.segments.min_offset()
     }
     pub(crate) fn flushed_offset(&self) -> u64 {
-        self.flushed.load(Ordering::Acquire)
+        self.durable.get()
+    }
+
+    fn refuse_if_failed(&self) -> Result<()> {
+        match self.durable.failure() {
+            Some(reason) => Err(StoreError::FlushFailed {
+                reason: format!("an earlier flush failed ({reason}); the store is read-only"),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Appends encoded records as one ordered run. Returns where each landed and a handle that
@@ -158,23 +214,72 @@ impl CommitLog {
         &self,
         records: &mut [(EncodedRecord, &str, i32)],
     ) -> Result<(Vec<AppendResult>, Durable)> {
-        if self.failed.load(Ordering::Acquire) {
-            return Err(StoreError::FlushFailed {
-                reason: "an earlier flush failed; the store is read-only".into(),
-            });
-        }
+        self.refuse_if_failed()?;
         let mut results = Vec::with_capacity(records.len());
         let mut st = self.append.lock();
         if st.closed {
             return Err(StoreError::ShutDown);
         }
+        // One past the last published byte of this call.
+        let mut end = 0;
+        let outcome = self.append_locked(&mut st, records, &mut results, &mut end);
+        if end > 0 {
+            // Published even if a later record of the call failed (as a failed roll can).
+            // SeqCst: the flusher and dispatcher may sleep unless they see it (see `Sleeper`).
+            self.max_offset.store(end, Ordering::SeqCst);
+        }
+        drop(st);
+        if end > 0 {
+            self.wake_after_append();
+        }
+        outcome?;
+        self.stats.record_append(
+            records.len() as u64,
+            records.iter().map(|r| r.0.bytes.len() as u64).sum(),
+        );
+        let durable = match self.config.flush_mode {
+            FlushMode::Sync => {
+                Durable::pending(end, self.durable.clone(), self.config.sync_flush_timeout())
+            }
+            FlushMode::Async => Durable::done(end),
+        };
+        Ok((results, durable))
+    }
+
+    fn wake_after_append(&self) {
+        match self.config.flush_mode {
+            FlushMode::Sync => self.flusher.wake(),
+            FlushMode::Async => self.dispatcher.wake(),
+        }
+    }
+
+    /// The body of [`Self::append`], under the append lock. `end` follows what is published.
+    ///
+    /// ASYNC copies each record into the mapping. SYNC writes the records with one `pwritev` per
+    /// segment they land in (see [`MappedFile::append_via_file`]).
+    fn append_locked<'r>(
+        &self,
+        st: &mut AppendState,
+        records: &'r mut [(EncodedRecord, &str, i32)],
+        results: &mut Vec<AppendResult>,
+        end: &mut u64,
+    ) -> Result<()> {
+        let sync = self.config.flush_mode == FlushMode::Sync;
         let now = now_ms().max(st.last_store_timestamp);
         st.last_store_timestamp = now;
-        let mut end = 0;
+        let mut run: Option<Run<'r>> = None;
         for (rec, topic, queue_id) in records.iter_mut() {
             let len = rec.bytes.len();
-            let file = self.writable(&mut st, len)?;
-            let pos = file.wrote();
+            // A pending run is written before a roll: the blank record goes after it.
+            if let Some(r) = &run
+                && r.file.remaining() < r.len + len + END_FILE_MIN_BLANK
+                && let Some(r) = run.take()
+            {
+                self.write_run(r, end)?;
+            }
+            let file = self.writable(st, len)?;
+            debug_assert!(run.as_ref().is_none_or(|r| Arc::ptr_eq(&r.file, &file)));
+            let pos = file.wrote() + run.as_ref().map_or(0, |r| r.len);
             let phy = file.base() + pos as u64;
             let txn = sys_flag::transaction_type(rec.sys_flag);
             let counts = txn != sys_flag::TRANSACTION_PREPARED_TYPE
@@ -195,36 +300,49 @@ impl CommitLog {
                 0
             };
             record::patch_assigned(&mut rec.bytes, queue_offset, phy as i64, now);
-            file.append(&rec.bytes);
-            end = phy + len as u64;
             results.push(AppendResult {
                 physical_offset: phy,
                 size: len as u32,
                 queue_offset,
                 store_timestamp: now,
             });
-        }
-        self.max_offset.store(end, Ordering::Release);
-        drop(st);
-        self.stats.record_append(
-            records.len() as u64,
-            records.iter().map(|r| r.0.bytes.len() as u64).sum(),
-        );
-        self.notify_appended(end);
-        let durable = match self.config.flush_mode {
-            FlushMode::Async => Durable::done(end),
-            FlushMode::Sync => {
-                let c = Arc::new(Completion::default());
-                if self.flushed_offset() >= end {
-                    c.complete(Ok(()));
-                } else {
-                    self.flush.waiters.lock().push((end, c.clone()));
-                    self.flush.cv.notify_one();
+            if sync {
+                let rec: &'r EncodedRecord = rec;
+                let r = run.get_or_insert_with(|| Run {
+                    file,
+                    parts: Vec::new(),
+                    len: 0,
+                });
+                r.parts.push(&rec.bytes);
+                r.len += len;
+            } else {
+                file.append(&rec.bytes);
+                *end = phy + len as u64;
+                if self.config.warm_segments {
+                    self.keep_prefaulted(&file, pos + len);
                 }
-                Durable::pending(end, c, self.config.sync_flush_timeout())
             }
-        };
-        Ok((results, durable))
+        }
+        match run {
+            Some(r) => self.write_run(r, end),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes and publishes a SYNC run. A failed write makes the store read-only: the run's
+    /// queue offsets are taken, and the bytes may be half in the page cache.
+    fn write_run(&self, run: Run<'_>, end: &mut u64) -> Result<()> {
+        match run.file.append_via_file(&run.parts) {
+            Ok(pos) => {
+                *end = run.file.base() + (pos + run.len) as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(StoreError::Io {
+                op: "write segment",
+                path: run.file.path().to_path_buf(),
+                source: e,
+            })),
+        }
     }
 
     /// The segment to write `len` bytes into, rolling to the next one when they do not fit.
@@ -238,7 +356,18 @@ impl CommitLog {
             let mut blank = [0u8; END_FILE_MIN_BLANK];
             blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
             blank[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
-            cur.write_at(cur.wrote(), &blank);
+            match self.config.flush_mode {
+                FlushMode::Sync => {
+                    if let Err(e) = cur.write_via_file_at(cur.wrote(), &[&blank]) {
+                        return Err(self.fail(StoreError::Io {
+                            op: "write segment",
+                            path: cur.path().to_path_buf(),
+                            source: e,
+                        }));
+                    }
+                }
+                FlushMode::Async => cur.write_at(cur.wrote(), &blank),
+            }
             cur.set_wrote(cur.size());
             cur.advise_sequential_reads();
         }
@@ -272,9 +401,12 @@ impl CommitLog {
     fn take_segment(&self, base: u64) -> Result<MappedFile> {
         let mut a = self.allocator.state.lock();
         if a.wanted == Some(base) {
+            // Cut the warm-up short: an unwarmed segment now beats a warm one later.
+            self.allocator.hurry.store(true, Ordering::Release);
             while a.ready.is_none() && !a.stop {
                 self.allocator.cv.wait(&mut a);
             }
+            self.allocator.hurry.store(false, Ordering::Release);
             if let Some(ready) = a.ready.take() {
                 a.wanted = None;
                 return ready;
@@ -295,6 +427,16 @@ impl CommitLog {
             if a.stop {
                 return;
             }
+            if a.prefault {
+                a.prefault = false;
+                drop(a);
+                if let Some(f) = self.segments.last() {
+                    f.prefault_to(f.wrote() + PREFAULT_WINDOW, false, || self.hurry());
+                }
+                self.allocator.prefaulting.store(false, Ordering::Release);
+                a = self.allocator.state.lock();
+                continue;
+            }
             match (a.wanted, a.ready.is_some()) {
                 (Some(base), false) => {
                     drop(a);
@@ -307,7 +449,7 @@ impl CommitLog {
                     if let Ok(f) = &made
                         && self.config.warm_segments
                     {
-                        f.warm();
+                        self.warm(f);
                     }
                     if let Err(e) = &made {
                         tracing::warn!(error = %e, base, "preallocating the next segment failed; the roll will retry");
@@ -325,6 +467,37 @@ impl CommitLog {
         }
     }
 
+    /// Prepares a fresh segment so that mapped appends into it do not fault (`warm_segments`,
+    /// ASYNC mode): its first window. SYNC appends write through the file, not the mapping:
+    /// prefaulting would only map the pages writable and make every group commit write-protect
+    /// them again.
+    fn warm(&self, f: &MappedFile) {
+        if self.config.flush_mode != FlushMode::Async {
+            return;
+        }
+        let started = std::time::Instant::now();
+        f.prefault_to(PREFAULT_WINDOW, true, || self.hurry());
+        tracing::debug!(path = %f.path().display(), took_ms = started.elapsed().as_millis() as u64, "warmed the next segment");
+    }
+
+    /// Whether warming should stop: a roll waits for the segment, or the store stops.
+    fn hurry(&self) -> bool {
+        self.allocator.hurry.load(Ordering::Acquire) || self.allocator.state.lock().stop
+    }
+
+    /// After an ASYNC append to `file` ending at `pos`: asks the allocator to extend the
+    /// prefaulted window when the appends are half way through it.
+    fn keep_prefaulted(&self, file: &MappedFile, pos: usize) {
+        let prefaulted = file.prefaulted();
+        if prefaulted < file.size()
+            && pos + PREFAULT_WINDOW / 2 > prefaulted
+            && !self.allocator.prefaulting.swap(true, Ordering::AcqRel)
+        {
+            self.allocator.state.lock().prefault = true;
+            self.allocator.cv.notify_all();
+        }
+    }
+
     /// Starts preallocating the segment after the current one.
     pub(crate) fn preallocate_next(&self) {
         let next = self
@@ -334,8 +507,15 @@ impl CommitLog {
         self.request_segment(next);
     }
 
-    /// Syncs everything appended so far. Returns the new durable offset.
+    /// Syncs everything appended so far, publishes the new durable offset and wakes the appends
+    /// it covers. Returns the new durable offset. After a failed flush nothing is synced again:
+    /// Linux may have dropped the dirty pages, so a later fsync proves nothing.
     pub(crate) fn flush(&self) -> Result<u64> {
+        self.flush_waking(&mut Woken::default())
+    }
+
+    fn flush_waking(&self, woken: &mut Woken) -> Result<u64> {
+        self.refuse_if_failed()?;
         let target = self.max_offset();
         let started = std::time::Instant::now();
         let mut from = self.flushed_offset();
@@ -343,65 +523,73 @@ impl CommitLog {
             let Some(file) = self.segments.find(from) else {
                 break;
             };
-            file.flush().map_err(|e| StoreError::FlushFailed {
-                reason: format!("{}: {e}", file.path().display()),
-            })?;
+            if let Err(e) = file.flush() {
+                return Err(self.fail(StoreError::FlushFailed {
+                    reason: format!("{}: {e}", file.path().display()),
+                }));
+            }
             let next = file.base() + file.size() as u64;
             from = if file.is_full() { next } else { target };
         }
-        self.flushed.fetch_max(target, Ordering::AcqRel);
         self.stats.record_flush(started.elapsed());
+        let woke = self.durable.advance(target, woken);
+        self.dispatcher.wake();
+        if woke > 0 {
+            self.stats.group_commits.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .group_commit_waiters
+                .fetch_add(woke as u64, Ordering::Relaxed);
+        }
         Ok(target)
     }
 
-    fn flush_or_fail(&self) -> Result<u64, String> {
-        self.flush().map_err(|e| {
-            if !self.failed.swap(true, Ordering::AcqRel) {
-                tracing::error!(error = %e, "commit log flush failed; refusing further writes");
-            }
-            e.to_string()
-        })
+    /// A write or flush failed: refuse further writes and fail every waiting append.
+    fn fail(&self, e: StoreError) -> StoreError {
+        if self.durable.failure().is_none() {
+            tracing::error!(error = %e, "commit log write or flush failed; refusing further writes");
+        }
+        self.durable.fail(e.to_string());
+        e
     }
 
-    /// Flusher thread body. SYNC: group commit, one fsync for every waiter present when it
-    /// starts. ASYNC: a sync every `flush_interval_ms`.
+    /// Flusher thread body. SYNC: group commit; fsyncs back to back while there are unflushed
+    /// bytes, each fsync covering everything appended before it started, and sleeps when there
+    /// are none. ASYNC: a sync every `flush_interval_ms`.
     pub(crate) fn run_flusher(&self) {
         let interval = Duration::from_millis(self.config.flush_interval_ms);
+        let mut woken = Woken::default();
         loop {
-            let stop = self.flush.stop.load(Ordering::Acquire);
-            let batch = {
-                let mut w = self.flush.waiters.lock();
-                if w.is_empty() && !stop {
-                    let wait = match self.config.flush_mode {
-                        FlushMode::Sync => Duration::from_millis(10).min(interval),
-                        FlushMode::Async => interval,
-                    };
-                    self.flush.cv.wait_for(&mut w, wait);
+            let stop = self.stop.load(Ordering::Acquire);
+            match self.config.flush_mode {
+                // The timeout only bounds a missed wake-up; SYNC appends wake the flusher.
+                FlushMode::Sync if !stop && !self.has_unflushed() => {
+                    self.flusher.sleep(interval, || {
+                        self.has_unflushed() || self.stop.load(Ordering::Acquire)
+                    });
+                    continue;
                 }
-                std::mem::take(&mut *w)
-            };
-            let result = if batch.is_empty() && self.flushed_offset() >= self.max_offset() {
-                Ok(self.flushed_offset())
-            } else {
-                self.flush_or_fail()
-            };
-            if !batch.is_empty() {
-                self.stats.group_commits.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .group_commit_waiters
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                FlushMode::Sync => {}
+                FlushMode::Async if !stop => {
+                    self.flusher
+                        .sleep(interval, || self.stop.load(Ordering::Acquire));
+                }
+                FlushMode::Async => {}
             }
-            for (end, c) in batch {
-                c.complete(match &result {
-                    Ok(flushed) if *flushed >= end => Ok(()),
-                    Ok(flushed) => Err(format!("flushed to {flushed}, short of {end}")),
-                    Err(e) => Err(e.clone()),
-                });
+            if self.has_unflushed() {
+                // A failure is logged and recorded by `fail`; waiters get it from there.
+                let _ = self.flush_waking(&mut woken);
             }
-            if stop && self.flush.waiters.lock().is_empty() {
+            if stop && !self.has_unflushed() {
                 return;
             }
         }
+    }
+
+    /// Bytes are published and not yet durable, and no flush failed (after one nothing is
+    /// flushed again).
+    fn has_unflushed(&self) -> bool {
+        self.flushed_offset() < self.max_offset.load(Ordering::SeqCst)
+            && self.durable.failure().is_none()
     }
 
     /// Refuses further appends; returns once no append is in flight.
@@ -410,8 +598,8 @@ impl CommitLog {
     }
 
     pub(crate) fn stop_threads(&self) {
-        self.flush.stop.store(true, Ordering::Release);
-        self.flush.cv.notify_all();
+        self.stop.store(true, Ordering::Release);
+        self.flusher.wake_always();
         let mut a = self.allocator.state.lock();
         a.stop = true;
         if let Some(Ok(f)) = a.ready.take() {
@@ -421,23 +609,19 @@ impl CommitLog {
         self.allocator.cv.notify_all();
     }
 
-    fn notify_appended(&self, end: u64) {
-        let (m, cv) = &self.appended;
-        *m.lock() = end;
-        cv.notify_all();
-    }
-
     /// Blocks until data past `offset` is appended or `timeout` passes. For the dispatcher.
+    ///
+    /// ASYNC appends wake it when it sleeps. In SYNC mode the flusher wakes it after each fsync
+    /// instead, once per group commit rather than once per append (a wake-up is a futex call
+    /// and a context switch): consumers see a SYNC message about when its writer is
+    /// acknowledged.
     pub(crate) fn wait_for_data(&self, offset: u64, timeout: Duration) {
-        let (m, cv) = &self.appended;
-        let mut g = m.lock();
-        if *g <= offset {
-            cv.wait_for(&mut g, timeout);
-        }
+        self.dispatcher
+            .sleep(timeout, || self.max_offset.load(Ordering::SeqCst) > offset);
     }
 
     pub(crate) fn wake_waiters(&self) {
-        self.appended.1.notify_all();
+        self.dispatcher.wake_always();
     }
 
     /// The published bytes of the record at `offset` with `size`, held by their segment.

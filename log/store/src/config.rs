@@ -52,7 +52,11 @@ pub struct StoreConfig {
     pub sync_flush_timeout_ms: u64,
     /// How often consume queues, index files and the checkpoint are synced.
     pub flush_consume_queue_interval_ms: u64,
-    /// Touch every page of a preallocated segment before it is used.
+    /// ASYNC mode: fault the commit log's pages in writable on the allocator thread
+    /// (`MADV_POPULATE_WRITE`), a 64 MiB window ahead of the appends, so that appends never
+    /// take a page fault (allocating and zeroing a page-cache page under the append lock).
+    /// Costs up to the window in page cache ahead of the data. SYNC appends write through the
+    /// file, not the mapping, and ignore it.
     pub warm_segments: bool,
     /// Address written as STOREHOST in every record (the broker's address).
     pub store_host: SocketAddr,
@@ -97,7 +101,7 @@ impl Default for StoreConfig {
             flush_interval_ms: 500,
             sync_flush_timeout_ms: 5_000,
             flush_consume_queue_interval_ms: 1_000,
-            warm_segments: false,
+            warm_segments: true,
             store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
             on_corruption: CorruptionPolicy::Fail,
             retention: RetentionConfig::default(),

@@ -19,6 +19,10 @@ use crate::error::{Result, StoreError};
 use crate::fsutil;
 
 const PAGE: usize = 4096;
+/// Buffers one `pwritev` takes at most (Linux `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+/// Bytes a segment is warmed by per step (between checks whether it is wanted now).
+const WARM_STEP: usize = 8 << 20;
 
 /// One memory-mapped segment file.
 #[derive(Debug)]
@@ -30,6 +34,8 @@ pub struct MappedFile {
     map: MmapRaw,
     wrote: AtomicUsize,
     flushed: AtomicUsize,
+    /// Pages below this are faulted in writable ahead of the appends (see [`Self::prefault_to`]).
+    prefaulted: AtomicUsize,
 }
 
 impl MappedFile {
@@ -87,6 +93,7 @@ impl MappedFile {
             map,
             wrote: AtomicUsize::new(0),
             flushed: AtomicUsize::new(0),
+            prefaulted: AtomicUsize::new(0),
         })
     }
 
@@ -140,6 +147,47 @@ impl MappedFile {
         self.write_at(pos, bytes);
         self.wrote.store(pos + bytes.len(), Ordering::Release);
         pos
+    }
+
+    /// As [`Self::append`] for the concatenation of `parts`, but through `pwritev(2)` instead
+    /// of the mapping: the pages are never mapped writable in this process, so writeback need
+    /// not write-protect them. Through the mapping, every dirty page costs a TLB-shootdown IPI to
+    /// each other CPU running the process at every sync (measured: ~40 % of a SYNC group
+    /// commit's time on a 2-vCPU VM). Readers still read through the mapping: it shows the same
+    /// page cache. Nothing is published when the write fails.
+    pub(crate) fn append_via_file(&self, parts: &[&[u8]]) -> std::io::Result<usize> {
+        let pos = self.wrote.load(Ordering::Relaxed);
+        let len = self.write_via_file_at(pos, parts)?;
+        self.wrote.store(pos + len, Ordering::Release);
+        Ok(pos)
+    }
+
+    /// As [`Self::write_at`] through `pwritev(2)` (see [`Self::append_via_file`]). Returns the
+    /// bytes written: all of them, or an error.
+    pub(crate) fn write_via_file_at(&self, pos: usize, parts: &[&[u8]]) -> std::io::Result<usize> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        assert!(
+            pos >= self.wrote.load(Ordering::Relaxed) && pos + len <= self.size,
+            "write at {pos}+{len} outside the unwritten part of a {}-byte segment",
+            self.size
+        );
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+        let mut bufs = &mut slices[..];
+        let mut at = pos as u64;
+        while !bufs.is_empty() {
+            let iov = bufs.len().min(IOV_MAX);
+            match rustix::io::pwritev(&self.file, &bufs[..iov], at) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    at += n as u64;
+                    std::io::IoSlice::advance_slices(&mut bufs, n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(len)
     }
 
     /// Copies `bytes` in at `pos` (at or beyond the write position) without publishing them.
@@ -236,13 +284,39 @@ impl MappedFile {
             .map_err(StoreError::io("sync zeroed range", &self.path))
     }
 
-    /// Touches every page so that later writes do not fault. Runs on the allocator thread.
-    pub(crate) fn warm(&self) {
-        let mut pos = 0;
-        while pos < self.size {
-            // SAFETY: in range; the file is not yet visible to any reader or writer.
-            unsafe { std::ptr::write_volatile(self.map.as_mut_ptr().add(pos), 0) };
-            pos += PAGE;
+    /// How far the pages are faulted in ahead of the appends.
+    pub(crate) fn prefaulted(&self) -> usize {
+        self.prefaulted.load(Ordering::Acquire)
+    }
+
+    /// Faults the pages up to `to` in writable, ahead of mapped appends (ASYNC mode), so that
+    /// the appends do not take the page faults (allocating and zeroing a page-cache page under
+    /// the append lock): `MADV_POPULATE_WRITE` (Linux 5.14+). Where the kernel does not know
+    /// that advice, a file no append uses yet (`unused`) has its pages touched instead, and a
+    /// file in use is left to fault. Runs on the allocator thread in steps, and stops early when
+    /// `hurry` says so. Populating never changes bytes, so it may run beside the appends.
+    pub(crate) fn prefault_to(&self, to: usize, unused: bool, hurry: impl Fn() -> bool) {
+        let to = to.min(self.size);
+        let mut pos = self.prefaulted().max(self.wrote()) / PAGE * PAGE;
+        while pos < to && !hurry() {
+            let len = WARM_STEP.min(to - pos);
+            if let Err(e) = self
+                .map
+                .advise_range(memmap2::Advice::PopulateWrite, pos, len)
+            {
+                if !unused {
+                    // Touching pages would race with the appends: let them fault.
+                    tracing::debug!(error = %e, "MADV_POPULATE_WRITE failed; appends will fault");
+                    self.prefaulted.store(self.size, Ordering::Release);
+                    return;
+                }
+                for page in (pos..pos + len).step_by(PAGE) {
+                    // SAFETY: in range, and no append or reader uses the file yet (`unused`).
+                    unsafe { std::ptr::write_volatile(self.map.as_mut_ptr().add(page), 0) };
+                }
+            }
+            pos += len;
+            self.prefaulted.fetch_max(pos, Ordering::AcqRel);
         }
     }
 

@@ -323,6 +323,142 @@ fn sync_mode_acknowledges_only_flushed_bytes_from_many_threads() {
     assert!(store.stats().group_commits.load(Ordering::Relaxed) >= 1);
 }
 
+#[test]
+fn sync_batches_across_segment_rolls_are_written_whole_and_survive_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(synced(dir.path())).expect("open");
+    // Each batch (~60 KB) is about a segment (64 KiB): most straddle a roll, so a batch is
+    // written as two vectored runs around the blank record.
+    let mut acked = Vec::new();
+    for b in 0..12u64 {
+        let batch: Vec<NewMessage> = (0..40)
+            .map(|j| {
+                let i = b * 40 + j;
+                let body = format!("{i}-{}", "y".repeat(1200 + (i % 300) as usize));
+                NewMessage::new("orders", (i % 3) as i32, body)
+            })
+            .collect();
+        let (results, durable) = store.append_batch(&batch).expect("append batch");
+        durable.wait().expect("durable");
+        assert!(store.commitlog_flushed_offset() >= durable.end_offset());
+        for (r, m) in results.iter().zip(&batch) {
+            let back = store
+                .read_message(r.physical_offset)
+                .expect("read")
+                .expect("present");
+            assert_eq!(back.body, m.body, "record at {}", r.physical_offset);
+        }
+        acked.extend(results.iter().map(|r| r.physical_offset));
+    }
+    assert!(store.stats().segment_rolls.load(Ordering::Relaxed) >= 8);
+    assert!(store.wait_dispatched(Duration::from_secs(10)));
+    assert_clean(&store);
+    crash(store);
+    let store = open_retrying(synced(dir.path())).expect("reopen after a crash");
+    assert!(store.recovery_report().abnormal);
+    for off in &acked {
+        assert!(
+            store.read_message(*off).expect("read").is_some(),
+            "acknowledged record at {off} lost"
+        );
+    }
+    let total: usize = (0..3).map(|q| read_all(&store, q).len()).sum();
+    assert_eq!(total, acked.len());
+    assert_clean(&store);
+}
+
+#[test]
+fn sync_batch_of_more_records_than_one_pwritev_takes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = synced(dir.path());
+    c.commitlog_segment_bytes = 1 << 20;
+    let store = MessageStore::open(c).expect("open");
+    // 3000 small records land in one segment: more buffers than one pwritev call accepts.
+    let batch: Vec<NewMessage> = (0..3000u64)
+        .map(|i| NewMessage::new("orders", (i % 3) as i32, format!("b{i}")))
+        .collect();
+    let (results, durable) = store.append_batch(&batch).expect("append batch");
+    durable.wait().expect("durable");
+    assert_eq!(store.stats().segment_rolls.load(Ordering::Relaxed), 1);
+    for (r, m) in results.iter().zip(&batch).step_by(97) {
+        let back = store.read_message(r.physical_offset).expect("read");
+        assert_eq!(back.expect("present").body, m.body);
+    }
+    assert!(store.wait_dispatched(Duration::from_secs(10)));
+    assert_eq!(store.max_offset("orders", 0), 1000);
+    assert_clean(&store);
+}
+
+/// Wakes the test thread when a future is woken, and counts the wake-ups.
+struct ThreadWaker {
+    thread: std::thread::Thread,
+    wakes: AtomicU64,
+}
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+#[test]
+fn sync_durables_awaited_as_futures_complete_after_their_fsync() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(synced(dir.path())).expect("open");
+    let waker = Arc::new(ThreadWaker {
+        thread: std::thread::current(),
+        wakes: AtomicU64::new(0),
+    });
+    let task_waker = Waker::from(waker.clone());
+    let mut cx = Context::from_waker(&task_waker);
+    // Many appends in flight at once, polled as one task polls its futures: each completes only
+    // once the durable offset covers it, and pending ones are woken by the flusher.
+    let mut pending: Vec<_> = (0..300u64)
+        .map(|i| {
+            store
+                .append(&msg("orders", (i % 3) as i32, i))
+                .expect("append")
+                .1
+        })
+        .collect();
+    let mut done = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "futures never completed"
+        );
+        pending.retain_mut(|d| match Pin::new(&mut *d).poll(&mut cx) {
+            Poll::Ready(r) => {
+                r.expect("durable");
+                assert!(
+                    store.commitlog_flushed_offset() >= d.end_offset(),
+                    "future completed before its fsync returned"
+                );
+                done += 1;
+                false
+            }
+            Poll::Pending => true,
+        });
+        if !pending.is_empty() {
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(done, 300);
+    // A future polled after completion stays complete.
+    let (_, mut d) = store.append(&msg("orders", 0, 300)).expect("append");
+    d.wait().expect("durable");
+    assert!(matches!(
+        Pin::new(&mut d).poll(&mut cx),
+        Poll::Ready(Ok(()))
+    ));
+}
+
 /// Finds the first record whose physical offset is >= `at`, via the public API.
 fn record_at_or_after(store: &MessageStore, at: u64) -> (u64, u32) {
     let (off, m) = store.next_record(at).expect("read").expect("a record");
