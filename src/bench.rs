@@ -2,6 +2,10 @@
 //! mode × message size × writer count, and sequential read-back, beside this machine's
 //! sequential-write limit measured in the same run.
 //!
+//! Writers are OS threads blocking in `Durable::wait`, or (`--driver tokio`) tasks on a small
+//! tokio runtime awaiting `Durable`, which is how the broker uses the store. Each writer appends
+//! `--batch` messages per call and waits for the call to be acknowledged before the next.
+//!
 //! Units: MB = 10^6 bytes. "Log bytes" are commit log bytes (records with their headers, what
 //! reaches the disk); "body bytes" are the message bodies alone.
 
@@ -9,17 +13,17 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tributary::workload;
-use tributary_store::{AcceptAll, FlushMode, MessageStore, NewMessage, StoreConfig};
+use tributary_store::{AcceptAll, AppendResult, FlushMode, MessageStore, NewMessage, StoreConfig};
 
-use crate::cli::{BenchStoreArgs, FlushArg};
+use crate::cli::{BenchStoreArgs, DriverArg, FlushArg};
 
 const TOPIC: &str = "BenchTopic";
 const TAGS: [&str; 4] = ["tag-0", "tag-1", "tag-2", "tag-3"];
@@ -56,21 +60,29 @@ pub fn store(args: BenchStoreArgs) -> Result<()> {
     }
     for &flush in &args.flush {
         for &size in &args.sizes {
-            for &writers in &args.writers {
-                let plan = RunPlan {
-                    flush,
-                    size,
-                    writers,
-                    bytes: args.bytes,
-                    max: Duration::from_secs(args.max_seconds),
-                    queues: args.queues,
-                    segment_bytes: args.segment_bytes,
-                    cold_read: args.cold_read,
-                };
-                settle(&args.dir)?;
-                let mut result = run(&args.dir, &plan)?;
-                result.disk_pct = 100.0 * result.mb_s / disk.write_mb_s;
-                print_run(&result, args.json)?;
+            for &driver in &args.driver {
+                for &batch in &args.batch {
+                    for &writers in &args.writers {
+                        let plan = RunPlan {
+                            flush,
+                            size,
+                            writers,
+                            driver,
+                            runtime_threads: usize::from(args.runtime_threads),
+                            batch,
+                            bytes: args.bytes,
+                            max: Duration::from_secs(args.max_seconds),
+                            queues: args.queues,
+                            segment_bytes: args.segment_bytes,
+                            warm_segments: args.warm_segments,
+                            cold_read: args.cold_read,
+                        };
+                        settle(&args.dir)?;
+                        let mut result = run(&args.dir, &plan)?;
+                        result.disk_pct = 100.0 * result.mb_s / disk.write_mb_s;
+                        print_run(&result, args.json)?;
+                    }
+                }
             }
         }
     }
@@ -100,6 +112,14 @@ fn validate(args: &BenchStoreArgs) -> Result<()> {
         "--writers must each be between 1 and 1024"
     );
     ensure!(!args.flush.is_empty(), "--flush needs at least one mode");
+    ensure!(
+        !args.driver.is_empty(),
+        "--driver needs at least one driver"
+    );
+    ensure!(
+        !args.batch.is_empty() && args.batch.iter().all(|&b| (1..=10_000).contains(&b)),
+        "--batch must each be between 1 and 10000"
+    );
     ensure!(args.bytes >= 1 << 20, "--bytes must be at least 1 MiB");
     ensure!(args.max_seconds >= 1, "--max-seconds must be at least 1");
     ensure!(
@@ -205,16 +225,35 @@ struct RunPlan {
     flush: FlushArg,
     size: usize,
     writers: usize,
+    driver: DriverArg,
+    runtime_threads: usize,
+    /// Messages per append call.
+    batch: usize,
     bytes: u64,
     max: Duration,
     queues: i32,
     segment_bytes: u64,
+    warm_segments: Option<bool>,
     cold_read: bool,
 }
 
 impl RunPlan {
     fn label(&self) -> String {
-        format!("{} {}B x{}", mode_name(self.flush), self.size, self.writers)
+        format!(
+            "{} {}B x{} {} batch {}",
+            mode_name(self.flush),
+            self.size,
+            self.writers,
+            driver_name(self.driver),
+            self.batch
+        )
+    }
+}
+
+fn driver_name(driver: DriverArg) -> &'static str {
+    match driver {
+        DriverArg::Threads => "threads",
+        DriverArg::Tokio => "tokio",
     }
 }
 
@@ -232,6 +271,9 @@ struct RunResult {
     mode: &'static str,
     size: usize,
     writers: usize,
+    driver: &'static str,
+    /// Messages per append call; latencies are per call.
+    batch: usize,
     messages: u64,
     log_bytes: u64,
     body_bytes: u64,
@@ -247,9 +289,11 @@ struct RunResult {
     p999_us: f64,
     max_us: f64,
     read_mb_s: f64,
-    /// Commit log syncs the store made, their mean duration, and appends per group commit.
+    /// Commit log syncs the store made, their mean duration, append calls per sync, and
+    /// waiters woken per group commit.
     fsyncs: u64,
     fsync_mean_us: f64,
+    appends_per_fsync: f64,
     appends_per_group_commit: f64,
     /// Time the store took to shut down (final flush included).
     shutdown_ms: f64,
@@ -264,6 +308,7 @@ struct Shared {
 /// What one writer did.
 struct WriterOutcome {
     latency_ns: Histogram<u64>,
+    messages: u64,
     body_bytes: u64,
 }
 
@@ -273,15 +318,18 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
         .tempdir_in(dir)
         .with_context(|| format!("create a temporary directory in {}", dir.display()))?;
     let config = store_config(tmp.path(), plan);
-    let store = MessageStore::open(config.clone()).context("open the benchmark store")?;
+    let store = Arc::new(MessageStore::open(config.clone()).context("open the benchmark store")?);
     let (written, seconds) = write_phase(&store, plan)?;
+    let store = Arc::try_unwrap(store)
+        .map_err(|_| anyhow!("a writer still holds the store after the write phase"))?;
     let stats = store.stats();
     let fsyncs = stats.flushes.load(Ordering::Relaxed);
     let fsync_total_us = stats.flush_micros_total.load(Ordering::Relaxed);
     let group_commits = stats.group_commits.load(Ordering::Relaxed);
     let group_waiters = stats.group_commit_waiters.load(Ordering::Relaxed);
+    let append_calls = stats.append_calls.load(Ordering::Relaxed);
     let log_bytes = stats.bytes_appended.load(Ordering::Relaxed);
-    let messages = written.latency_ns.len();
+    let messages = written.messages;
     let (store, read_mb_s) = read_phase(store, config, plan, messages)?;
     let shutdown_started = Instant::now();
     store.shutdown().context("shut the benchmark store down")?;
@@ -294,6 +342,8 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
         mode: mode_name(plan.flush),
         size: plan.size,
         writers: plan.writers,
+        driver: driver_name(plan.driver),
+        batch: plan.batch,
         messages,
         log_bytes,
         body_bytes: written.body_bytes,
@@ -309,6 +359,11 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
         read_mb_s,
         fsyncs,
         fsync_mean_us: ratio(fsync_total_us, fsyncs),
+        appends_per_fsync: if plan.flush == FlushArg::Sync {
+            ratio(append_calls, fsyncs)
+        } else {
+            0.0
+        },
         appends_per_group_commit: ratio(group_waiters, group_commits),
         shutdown_ms,
     })
@@ -319,14 +374,18 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 fn store_config(dir: &Path, plan: &RunPlan) -> StoreConfig {
-    StoreConfig {
+    let mut config = StoreConfig {
         commitlog_segment_bytes: plan.segment_bytes,
         flush_mode: match plan.flush {
             FlushArg::Async => FlushMode::Async,
             FlushArg::Sync => FlushMode::Sync,
         },
         ..StoreConfig::new(dir.join("store"))
+    };
+    if let Some(warm) = plan.warm_segments {
+        config.warm_segments = warm;
     }
+    config
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,16 +393,45 @@ fn store_config(dir: &Path, plan: &RunPlan) -> StoreConfig {
 
 /// Runs the writers until `plan.bytes` or `plan.max`; returns their merged outcome and the
 /// seconds from the start to the last acknowledgement.
-fn write_phase(store: &MessageStore, plan: &RunPlan) -> Result<(WriterOutcome, f64)> {
-    let shared = Shared {
+fn write_phase(store: &Arc<MessageStore>, plan: &RunPlan) -> Result<(WriterOutcome, f64)> {
+    let shared = Arc::new(Shared {
         log_bytes: AtomicU64::new(0),
         stop: AtomicBool::new(false),
-    };
+    });
     let started = Instant::now();
-    let outcomes = std::thread::scope(|s| -> Result<Vec<WriterOutcome>> {
+    let outcomes = match plan.driver {
+        DriverArg::Threads => thread_writers(store, plan, &shared, started),
+        DriverArg::Tokio => task_writers(store, plan, &shared, started),
+    };
+    if outcomes.is_err() {
+        shared.stop.store(true, Ordering::Release);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((merge(outcomes?)?, seconds))
+}
+
+/// One OS thread per writer, each blocking in `Durable::wait`.
+fn thread_writers(
+    store: &Arc<MessageStore>,
+    plan: &RunPlan,
+    shared: &Arc<Shared>,
+    started: Instant,
+) -> Result<Vec<WriterOutcome>> {
+    std::thread::scope(|s| -> Result<Vec<WriterOutcome>> {
         let mut handles = Vec::with_capacity(plan.writers);
         for id in 0..plan.writers {
-            match spawn_writer(s, store, plan, &shared, id, started) {
+            let writer = Writer::new(*plan, shared.clone(), id as u64, started)?;
+            let spawned = std::thread::Builder::new()
+                .name(format!("bench-writer-{id}"))
+                .spawn_scoped(s, move || {
+                    let outcome = thread_writer(store, writer);
+                    if outcome.is_err() {
+                        shared.stop.store(true, Ordering::Release);
+                    }
+                    outcome
+                })
+                .context("spawn a writer thread");
+            match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     shared.stop.store(true, Ordering::Release);
@@ -351,74 +439,147 @@ fn write_phase(store: &MessageStore, plan: &RunPlan) -> Result<(WriterOutcome, f
                 }
             }
         }
-        monitor(plan, &shared, &handles, started);
+        monitor(plan, shared, started, || {
+            handles.iter().all(|h| h.is_finished())
+        });
         handles
             .into_iter()
             .map(|h| h.join().map_err(|_| anyhow!("a writer thread panicked"))?)
             .collect()
-    })?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok((merge(outcomes)?, seconds))
+    })
 }
 
-fn spawn_writer<'scope, 'env>(
-    s: &'scope Scope<'scope, 'env>,
-    store: &'env MessageStore,
-    plan: &'env RunPlan,
-    shared: &'env Shared,
-    id: usize,
-    started: Instant,
-) -> Result<ScopedJoinHandle<'scope, Result<WriterOutcome>>> {
-    std::thread::Builder::new()
-        .name(format!("bench-writer-{id}"))
-        .spawn_scoped(s, move || {
-            let outcome = writer(store, plan, shared, id as u64, started);
-            if outcome.is_err() {
-                shared.stop.store(true, Ordering::Release);
-            }
-            outcome
-        })
-        .context("spawn a writer thread")
-}
-
-/// One writer: appends message after message, each acknowledged (durable in SYNC mode) before
-/// the next, until the run's byte budget or time limit is reached.
-fn writer(
-    store: &MessageStore,
-    plan: &RunPlan,
-    shared: &Shared,
-    id: u64,
-    started: Instant,
-) -> Result<WriterOutcome> {
-    let bodies = body_ring(id, plan.size);
-    let mut latency_ns = new_histogram()?;
-    let mut body_bytes = 0u64;
-    let mut key = String::new();
-    let deadline = started + plan.max;
-    let mut seq = id;
-    while !shared.stop.load(Ordering::Acquire) {
-        let msg = bench_message(seq, plan.queues, &bodies, &mut key);
+fn thread_writer(store: &MessageStore, mut w: Writer) -> Result<WriterOutcome> {
+    while w.running() {
         let t0 = Instant::now();
-        let (appended, durable) = store.append(&msg).context("append")?;
+        let (appended, durable) = store.append_batch(w.next_batch()).context("append")?;
         durable
             .wait()
             .context("wait for the append to be durable")?;
-        let t1 = Instant::now();
-        latency_ns.saturating_record(t1.duration_since(t0).as_nanos() as u64);
-        body_bytes += msg.body.len() as u64;
-        let total = shared
-            .log_bytes
-            .fetch_add(u64::from(appended.size), Ordering::Relaxed)
-            + u64::from(appended.size);
-        if total >= plan.bytes || t1 >= deadline {
-            shared.stop.store(true, Ordering::Release);
-        }
-        seq += plan.writers as u64;
+        w.acknowledged(t0, &appended);
     }
-    Ok(WriterOutcome {
-        latency_ns,
-        body_bytes,
+    Ok(w.outcome)
+}
+
+/// One task per writer on a tokio runtime of `plan.runtime_threads` workers, each awaiting
+/// `Durable`. Appends are called on the workers, as a broker's request handler would.
+fn task_writers(
+    store: &Arc<MessageStore>,
+    plan: &RunPlan,
+    shared: &Arc<Shared>,
+    started: Instant,
+) -> Result<Vec<WriterOutcome>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.runtime_threads)
+        .thread_name("bench-runtime")
+        .build()
+        .context("build the writers' tokio runtime")?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..plan.writers {
+        let writer = Writer::new(*plan, shared.clone(), id as u64, started)?;
+        let store = store.clone();
+        let shared = shared.clone();
+        tasks.spawn_on(
+            async move {
+                let outcome = task_writer(&store, writer).await;
+                if outcome.is_err() {
+                    shared.stop.store(true, Ordering::Release);
+                }
+                outcome
+            },
+            runtime.handle(),
+        );
+    }
+    std::thread::scope(|s| {
+        let joined = s.spawn(|| {
+            runtime.block_on(async {
+                let mut outcomes = Vec::with_capacity(plan.writers);
+                while let Some(joined) = tasks.join_next().await {
+                    outcomes.push(joined.map_err(|e| anyhow!("a writer task failed: {e}"))??);
+                }
+                Ok(outcomes)
+            })
+        });
+        monitor(plan, shared, started, || joined.is_finished());
+        joined
+            .join()
+            .map_err(|_| anyhow!("the writers' runtime thread panicked"))?
     })
+}
+
+async fn task_writer(store: &MessageStore, mut w: Writer) -> Result<WriterOutcome> {
+    while w.running() {
+        let t0 = Instant::now();
+        let (appended, durable) = store.append_batch(w.next_batch()).context("append")?;
+        durable.await.context("wait for the append to be durable")?;
+        w.acknowledged(t0, &appended);
+        // ASYNC appends are done at once: let the other writers on this worker run.
+        tokio::task::consume_budget().await;
+    }
+    Ok(w.outcome)
+}
+
+/// One writer's messages and measurements: appends `plan.batch` messages per call, each call
+/// acknowledged (durable in SYNC mode) before the next, until the run's byte budget or time
+/// limit is reached.
+struct Writer {
+    plan: RunPlan,
+    shared: Arc<Shared>,
+    bodies: Vec<NewMessage>,
+    batch: Vec<NewMessage>,
+    key: String,
+    seq: u64,
+    deadline: Instant,
+    outcome: WriterOutcome,
+}
+
+impl Writer {
+    fn new(plan: RunPlan, shared: Arc<Shared>, id: u64, started: Instant) -> Result<Self> {
+        Ok(Writer {
+            bodies: body_ring(id, plan.size),
+            batch: Vec::with_capacity(plan.batch),
+            key: String::new(),
+            seq: id,
+            deadline: started + plan.max,
+            outcome: WriterOutcome {
+                latency_ns: new_histogram()?,
+                messages: 0,
+                body_bytes: 0,
+            },
+            plan,
+            shared,
+        })
+    }
+
+    fn running(&self) -> bool {
+        !self.shared.stop.load(Ordering::Acquire)
+    }
+
+    /// The messages of the next append call.
+    fn next_batch(&mut self) -> &[NewMessage] {
+        self.batch.clear();
+        for _ in 0..self.plan.batch {
+            let msg = bench_message(self.seq, self.plan.queues, &self.bodies, &mut self.key);
+            self.batch.push(msg);
+            self.seq += self.plan.writers as u64;
+        }
+        &self.batch
+    }
+
+    /// Records an acknowledged call that started at `t0`; stops the run when it is complete.
+    fn acknowledged(&mut self, t0: Instant, appended: &[AppendResult]) {
+        let t1 = Instant::now();
+        let o = &mut self.outcome;
+        o.latency_ns
+            .saturating_record(t1.duration_since(t0).as_nanos() as u64);
+        o.messages += self.batch.len() as u64;
+        o.body_bytes += self.batch.iter().map(|m| m.body.len() as u64).sum::<u64>();
+        let size: u64 = appended.iter().map(|a| u64::from(a.size)).sum();
+        let total = self.shared.log_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if total >= self.plan.bytes || t1 >= self.deadline {
+            self.shared.stop.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// The messages whose bodies a writer cycles through: `workload::message`s of sequence numbers
@@ -448,26 +609,23 @@ fn new_histogram() -> Result<Histogram<u64>> {
 fn merge(outcomes: Vec<WriterOutcome>) -> Result<WriterOutcome> {
     let mut all = WriterOutcome {
         latency_ns: new_histogram()?,
+        messages: 0,
         body_bytes: 0,
     };
     for o in outcomes {
         all.latency_ns
             .add(&o.latency_ns)
             .map_err(|e| anyhow!("merge latency histograms: {e:?}"))?;
+        all.messages += o.messages;
         all.body_bytes += o.body_bytes;
     }
     Ok(all)
 }
 
-/// Waits for the writers, printing progress on stderr every few seconds.
-fn monitor<T>(
-    plan: &RunPlan,
-    shared: &Shared,
-    handles: &[ScopedJoinHandle<'_, T>],
-    started: Instant,
-) {
+/// Waits until `finished`, printing progress on stderr every few seconds.
+fn monitor(plan: &RunPlan, shared: &Shared, started: Instant, finished: impl Fn() -> bool) {
     let mut next_report = started + PROGRESS_EVERY;
-    while !handles.iter().all(|h| h.is_finished()) {
+    while !finished() {
         std::thread::sleep(MONITOR_POLL);
         let now = Instant::now();
         if now >= next_report {
@@ -589,10 +747,12 @@ fn print_disk(disk: &DiskLimit, json: bool) -> Result<()> {
 
 fn print_header() {
     println!(
-        "{:<5} {:>6} {:>7} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>7}",
+        "{:<5} {:>6} {:>7} {:>7} {:>5} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8}",
         "mode",
         "size",
         "writers",
+        "driver",
+        "batch",
         "msgs/s",
         "MB/s",
         "%disk",
@@ -603,7 +763,7 @@ fn print_header() {
         "readMB/s",
         "fsyncs",
         "fsyncµs",
-        "batch"
+        "app/fsync"
     );
 }
 
@@ -612,10 +772,12 @@ fn print_run(r: &RunResult, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string(r)?);
     } else {
         println!(
-            "{:<5} {:>6} {:>7} {:>10.0} {:>8.1} {:>5.0}% {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>7} {:>8.0} {:>7.1}",
+            "{:<5} {:>6} {:>7} {:>7} {:>5} {:>10.0} {:>8.1} {:>5.0}% {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>7} {:>8.0} {:>8.1}",
             r.mode,
             r.size,
             r.writers,
+            r.driver,
+            r.batch,
             r.msgs_per_s,
             r.mb_s,
             r.disk_pct,
@@ -626,7 +788,7 @@ fn print_run(r: &RunResult, json: bool) -> Result<()> {
             r.read_mb_s,
             r.fsyncs,
             r.fsync_mean_us,
-            r.appends_per_group_commit
+            r.appends_per_fsync
         );
     }
     Ok(())

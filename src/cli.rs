@@ -602,6 +602,16 @@ pub enum FlushArg {
     Sync,
 }
 
+/// What drives the writers of `bench store`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DriverArg {
+    /// One OS thread per writer, blocking in `Durable::wait`.
+    Threads,
+    /// One tokio task per writer on a small multi-threaded runtime, awaiting `Durable` (how the
+    /// broker uses the store).
+    Tokio,
+}
+
 #[derive(Debug, Args)]
 pub struct StoreDirArgs {
     /// Store data directory (the `store` folder inside the server's data directory).
@@ -755,9 +765,22 @@ pub struct BenchStoreArgs {
     /// Message sizes in bytes.
     #[arg(long, value_delimiter = ',', default_value = "128,1024,4096")]
     pub sizes: Vec<usize>,
-    /// Writer thread counts.
+    /// Writer counts (threads or tasks, see `--driver`).
     #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
     pub writers: Vec<usize>,
+    /// What runs the writers: OS threads, or tasks on a tokio runtime of `--runtime-threads`.
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "threads")]
+    pub driver: Vec<DriverArg>,
+    /// Worker threads of the tokio runtime of `--driver tokio`.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub runtime_threads: u16,
+    /// Messages per append call (`append_batch`); each writer waits for one call to be
+    /// acknowledged before the next. Latencies are per call.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub batch: Vec<usize>,
+    /// Override the store's `warm_segments` (prefault the next segment; ASYNC mode only).
+    #[arg(long)]
+    pub warm_segments: Option<bool>,
     /// Flush modes.
     #[arg(long, value_delimiter = ',', value_enum, default_value = "async,sync")]
     pub flush: Vec<FlushArg>,
