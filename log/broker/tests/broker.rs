@@ -3,6 +3,7 @@
 // Tests await or abort every task they spawn.
 #![allow(clippy::disallowed_methods)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,16 +13,17 @@ use tokio_util::sync::CancellationToken;
 use tributary_broker::{Broker, BrokerConfig};
 use tributary_namesrv::{NameServer, NamesrvConfig};
 use tributary_protocol::body::{
-    ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerListByGroup, HeartbeatData, JsonBody,
-    LockBatchRequestBody, LockBatchResponseBody, MessageModel, MessageQueue, SubscriptionData,
-    TopicRouteData,
+    CheckClientRequestBody, ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerListByGroup,
+    HeartbeatData, JsonBody, LockBatchRequestBody, LockBatchResponseBody, MessageModel,
+    MessageQueue, ResetOffsetBody, SubscriptionData, TopicRouteData,
 };
 use tributary_protocol::header::{
     CreateTopicRequestHeader, GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader,
     GetMaxOffsetResponseHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
-    QueryMessageRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
-    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    QueryMessageRequestHeader, ResetOffsetRequestHeader, SendMessageRequestHeader,
+    SendMessageRequestHeaderV2, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+    ViewMessageRequestHeader,
 };
 use tributary_protocol::message::{BatchMessage, OffsetMessageId, encode_batch};
 use tributary_protocol::{RemotingCommand, codes, sysflag};
@@ -772,5 +774,268 @@ async fn garbage_on_other_connections_touches_nothing_stored() {
     assert!(c.store.commitlog_max_offset() > end);
     let report = c.store.verify().expect("verify");
     assert!(report.problems.is_empty(), "{report:?}");
+    c.stop().await;
+}
+
+/// Keeps the RESET_CONSUMER_CLIENT_OFFSET requests a client receives.
+#[derive(Default, Clone)]
+struct Resets(
+    Arc<(
+        parking_lot::Mutex<Vec<RemotingCommand>>,
+        tokio::sync::Notify,
+    )>,
+);
+impl Handler for Resets {
+    fn handle(&self, _conn: &Arc<Connection>, request: RemotingCommand) -> HandlerFuture {
+        if request.code == rq::RESET_CONSUMER_CLIENT_OFFSET {
+            self.0.0.lock().push(request);
+            self.0.1.notify_waiters();
+        }
+        Box::pin(async { None })
+    }
+}
+
+impl Resets {
+    /// The offset table of the `n`th notice (1-based), once it arrived.
+    async fn nth(&self, n: usize) -> BTreeMap<i32, i64> {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let notified = self.0.1.notified();
+            if let Some(r) = self.0.0.lock().get(n - 1) {
+                let h: ResetOffsetRequestHeader = r.decode_header().expect("header");
+                assert_eq!((h.topic.as_str(), h.group.as_str()), ("Reset", "rg"));
+                return queue_offsets(&ResetOffsetBody::decode(&r.body).expect("body"));
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, notified).await.is_ok(),
+                "no reset notice #{n}"
+            );
+        }
+    }
+}
+
+fn queue_offsets(body: &ResetOffsetBody) -> BTreeMap<i32, i64> {
+    body.offset_table
+        .iter()
+        .map(|(mq, o)| (mq.queue_id, *o))
+        .collect()
+}
+
+fn reset_request(
+    group: &str,
+    timestamp: i64,
+    force: bool,
+    queue: Option<(i32, i64)>,
+) -> RemotingCommand {
+    RemotingCommand::new_request(rq::INVOKE_BROKER_TO_RESET_OFFSET, 0).with_header(
+        &ResetOffsetRequestHeader {
+            topic: "Reset".into(),
+            group: group.into(),
+            timestamp,
+            is_force: Some(force),
+            queue_id: queue.map(|(q, _)| q),
+            offset: queue.map(|(_, o)| o),
+        },
+    )
+}
+
+async fn committed(client: &RemotingClient, addr: &str, queue_id: i32) -> Option<i64> {
+    let r = client
+        .invoke(
+            addr,
+            RemotingCommand::new_request(rq::QUERY_CONSUMER_OFFSET, 0).with_header(
+                &QueryConsumerOffsetRequestHeader {
+                    consumer_group: "rg".into(),
+                    topic: "Reset".into(),
+                    queue_id,
+                    set_zero_if_not_found: None,
+                },
+            ),
+            T,
+        )
+        .await
+        .expect("query");
+    (r.code == rs::SUCCESS).then(|| {
+        r.decode_header::<QueryConsumerOffsetResponseHeader>()
+            .expect("header")
+            .offset
+    })
+}
+
+#[tokio::test]
+async fn offset_resets_commit_and_tell_online_consumers() {
+    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let addr = c.broker_addr.clone();
+    let plain = RemotingClient::default();
+    for (queue, count) in [(0, 5), (1, 3)] {
+        for i in 0..count {
+            let r = send(&plain, &addr, "Reset", queue, &format!("m{i}"), "").await;
+            assert_eq!(r.code, rs::SUCCESS);
+        }
+    }
+    assert!(c.store.wait_dispatched(T), "dispatched");
+    let resets = Resets::default();
+    let member = RemotingClient::new(TransportConfig::default(), Arc::new(resets.clone()));
+    let r = member
+        .invoke(&addr, heartbeat("m@1", "rg", "Reset"), T)
+        .await
+        .expect("hb");
+    assert_eq!(r.code, rs::SUCCESS);
+    for (queue, offset) in [(0, 5), (1, 3)] {
+        let r = member
+            .invoke(
+                &addr,
+                RemotingCommand::new_request(rq::UPDATE_CONSUMER_OFFSET, 0).with_header(
+                    &UpdateConsumerOffsetRequestHeader {
+                        consumer_group: "rg".into(),
+                        topic: "Reset".into(),
+                        queue_id: queue,
+                        commit_offset: offset,
+                    },
+                ),
+                T,
+            )
+            .await
+            .expect("commit");
+        assert_eq!(r.code, rs::SUCCESS);
+    }
+
+    // One queue to an exact offset (5.x): committed, answered, and told to the member.
+    let r = plain
+        .invoke(&addr, reset_request("rg", -1, true, Some((0, 2))), T)
+        .await
+        .expect("reset");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let answer = queue_offsets(&ResetOffsetBody::decode(&r.body).expect("body"));
+    assert_eq!(answer, BTreeMap::from([(0, 2)]));
+    assert_eq!(resets.nth(1).await, answer);
+    assert_eq!(committed(&plain, &addr, 0).await, Some(2));
+    assert_eq!(committed(&plain, &addr, 1).await, Some(3));
+
+    // Without force, offsets only move back: to the end leaves them where they are.
+    let r = plain
+        .invoke(&addr, reset_request("rg", -1, false, None), T)
+        .await
+        .expect("reset");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let expected = BTreeMap::from([(0, 2), (1, 3), (2, 0), (3, 0)]);
+    assert_eq!(
+        queue_offsets(&ResetOffsetBody::decode(&r.body).expect("body")),
+        expected
+    );
+    assert_eq!(resets.nth(2).await, expected);
+    // With force, to the start of every queue.
+    let r = plain
+        .invoke(&addr, reset_request("rg", 0, true, None), T)
+        .await
+        .expect("reset");
+    assert_eq!(r.code, rs::SUCCESS);
+    assert!(
+        queue_offsets(&ResetOffsetBody::decode(&r.body).expect("body"))
+            .values()
+            .all(|o| *o == 0)
+    );
+    assert_eq!(committed(&plain, &addr, 0).await, Some(0));
+
+    for (request, code) in [
+        (
+            reset_request("rg", -1, true, Some((0, 99))),
+            rs::INVALID_PARAMETER,
+        ),
+        (
+            reset_request("rg", -1, true, Some((9, 0))),
+            rs::INVALID_PARAMETER,
+        ),
+        (
+            reset_request("nobody", 0, true, None),
+            rs::SUBSCRIPTION_GROUP_NOT_EXIST,
+        ),
+    ] {
+        let r = plain.invoke(&addr, request, T).await.expect("answered");
+        assert_eq!(r.code, code, "{:?}", r.remark);
+    }
+    let mut other_topic = reset_request("rg", 0, true, None);
+    other_topic
+        .ext_fields
+        .insert("topic".into(), "NoSuchTopic".into());
+    let r = plain.invoke(&addr, other_topic, T).await.expect("answered");
+    assert_eq!(r.code, rs::TOPIC_NOT_EXIST);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn sql92_pulls_return_only_matching_messages() {
+    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let addr = c.broker_addr.clone();
+    let client = RemotingClient::default();
+    for i in 0..10 {
+        let props = format!("n\u{1}{i}\u{2}");
+        let r = send(&client, &addr, "Sql", 0, &format!("m{i}"), &props).await;
+        assert_eq!(r.code, rs::SUCCESS);
+    }
+    assert!(c.store.wait_dispatched(T), "dispatched");
+    let mut header = pull_request("sg", "Sql", 0, 0);
+    header.subscription = Some("n >= 7 OR n = 2".into());
+    header.expression_type = Some("SQL92".into());
+    let (code, h, messages) = pull(&client, &addr, &header).await;
+    assert_eq!(code, rs::SUCCESS);
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| &m.body[..]).collect();
+    assert_eq!(bodies, [&b"m2"[..], b"m7", b"m8", b"m9"]);
+    assert_eq!(h.next_begin_offset, 10);
+    // Nothing matches: the pull moves on without a message.
+    header.subscription = Some("n > 100".into());
+    let (code, h, messages) = pull(&client, &addr, &header).await;
+    assert_eq!(code, rs::PULL_RETRY_IMMEDIATELY);
+    assert!(messages.is_empty());
+    assert_eq!(h.next_begin_offset, 10);
+    // A bad expression, and the subscription check a consumer makes before it starts.
+    header.subscription = Some("n >".into());
+    let r = client
+        .invoke(
+            &addr,
+            RemotingCommand::new_request(rq::PULL_MESSAGE, 0).with_header(&header),
+            T,
+        )
+        .await
+        .expect("pull answered");
+    assert_eq!(r.code, rs::SUBSCRIPTION_PARSE_FAILED);
+    assert!(
+        r.remark
+            .as_deref()
+            .is_some_and(|m| m.starts_with("invalid SQL92 expression \"n >\"")),
+        "{:?}",
+        r.remark
+    );
+    for (expression, expression_type, code) in [
+        ("n > 1", "SQL92", rs::SUCCESS),
+        ("n >", "SQL92", rs::SUBSCRIPTION_PARSE_FAILED),
+        ("TagA || TagB", "TAG", rs::SUCCESS),
+    ] {
+        let body = CheckClientRequestBody {
+            client_id: "c@1".into(),
+            group: "sg".into(),
+            subscription_data: Some(SubscriptionData {
+                class_filter_mode: false,
+                topic: "Sql".into(),
+                sub_string: expression.into(),
+                tags_set: vec![],
+                code_set: vec![],
+                sub_version: 1,
+                expression_type: expression_type.into(),
+                filter_class_source: None,
+            }),
+            namespace: None,
+        };
+        let r = client
+            .invoke(
+                &addr,
+                RemotingCommand::new_request(rq::CHECK_CLIENT_CONFIG, 0)
+                    .with_body(body.encode().expect("encode")),
+                T,
+            )
+            .await
+            .expect("answered");
+        assert_eq!(r.code, code, "{expression}: {:?}", r.remark);
+    }
     c.stop().await;
 }
