@@ -2,7 +2,11 @@
 // Tag filtering with the Node.js RocketMQ client ali-ons (4.x remoting protocol): COUNT messages
 // tagged TagA, TagB and TagC in turn; a consumer subscribed to 'TagA || TagC' must receive every
 // TagA and TagC message and no TagB message. A second group subscribed to 'TagB' must receive
-// exactly the TagB ones. Prints one verdict line: `ok …` or `FAIL …`.
+// exactly the TagB ones. ali-ons checks tags again itself, but passes messages without a tag:
+// the caller stores untagged messages in the topic first (ali-ons cannot send one, it writes
+// the tag `null`), and one reaching a handler means the broker did not filter. Every queue
+// ends with tagged messages one of the groups must receive, so all untagged ones are pulled
+// before the verdict. Prints one verdict line: `ok …` or `FAIL …`.
 // Environment: NAMESRV (host:port), TOPIC (must exist), COUNT, WAIT_MS, ALIONS_DIR.
 const path = require('path');
 const { Producer, Consumer, Message } = require(path.join(process.env.ALIONS_DIR, 'node_modules', 'ali-ons'));
@@ -39,6 +43,7 @@ function expect(group, expression, want, sent) {
   const done = new Promise(resolve => {
     consumer.subscribe(topic, expression, async msg => {
       const body = msg.body ? msg.body.toString() : '';
+      if (!msg.tags) fail(`${group} subscribed to '${expression}' received an untagged message, which only the broker's filter keeps out: ${body}`);
       const tag = sent.get(body);
       if (tag === undefined) return; // another run's message
       if (!want.includes(tag)) fail(`${group} subscribed to '${expression}' received a ${tag} message: ${body}`);
