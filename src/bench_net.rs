@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use tributary_protocol::body::{BrokerData, ClusterInfo, JsonBody, TopicRouteData};
+use tributary_protocol::body::{BrokerData, ClusterInfo, JsonBody, QueueData, TopicRouteData};
 use tributary_protocol::header::{
     CreateTopicRequestHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
@@ -172,6 +172,22 @@ fn master(b: &BrokerData) -> Option<&String> {
     b.broker_addrs.get(&0)
 }
 
+/// (master broker address, queue id) of every queue of a route; `count` picks the read or
+/// write queue count.
+fn master_queues(route: &TopicRouteData, count: impl Fn(&QueueData) -> i32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for q in &route.queue_datas {
+        let broker = route
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == q.broker_name);
+        if let Some(addr) = broker.and_then(master) {
+            out.extend((0..count(q)).map(|id| (addr.clone(), id)));
+        }
+    }
+    out
+}
+
 async fn create_topic(
     client: &RemotingClient,
     namesrvs: &[String],
@@ -239,18 +255,8 @@ async fn targets(
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        for q in &r.queue_datas {
-            let Some(addr) = r
-                .broker_datas
-                .iter()
-                .find(|b| b.broker_name == q.broker_name)
-                .and_then(master)
-            else {
-                continue;
-            };
-            for id in 0..q.write_queue_nums {
-                out.push((addr.clone(), topic.clone(), id));
-            }
+        for (addr, id) in master_queues(&r, |q| q.write_queue_nums) {
+            out.push((addr, topic.clone(), id));
         }
     }
     if out.is_empty() {
@@ -548,31 +554,21 @@ async fn consume_async(args: BenchConsumeArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     let mut queues = 0;
-    for q in &route.queue_datas {
-        let Some(addr) = route
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == q.broker_name)
-            .and_then(master)
-        else {
-            continue;
+    for (addr, queue_id) in master_queues(&route, |q| q.read_queue_nums) {
+        queues += 1;
+        let task = ConsumeTask {
+            client: client.clone(),
+            addr,
+            group: args.group.clone(),
+            topic: args.net.topic.clone(),
+            queue_id,
+            pull_batch: args.pull_batch,
+            meter: meter.clone(),
+            born: born.clone(),
+            stop: stop.clone(),
+            limit: args.messages,
         };
-        for queue_id in 0..q.read_queue_nums {
-            queues += 1;
-            let task = ConsumeTask {
-                client: client.clone(),
-                addr: addr.clone(),
-                group: args.group.clone(),
-                topic: args.net.topic.clone(),
-                queue_id,
-                pull_batch: args.pull_batch,
-                meter: meter.clone(),
-                born: born.clone(),
-                stop: stop.clone(),
-                limit: args.messages,
-            };
-            tasks.spawn(task.run());
-        }
+        tasks.spawn(task.run());
     }
     println!(
         "bench consume: topic {} ({queues} queues), group {}, pulls of {}, {} s, NameServer {}",
