@@ -16,14 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, stored};
 use parking_lot::Mutex;
 use tributary_client::admin::{TopicSpec, TopicTarget};
-use tributary_client::consumer::{Listener, SUB_ALL};
-use tributary_client::instance::PullArgs;
+use tributary_client::consumer::Listener;
 use tributary_client::{
     Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumerConfig, Message,
-    MessageExt, Producer, ProducerConfig, PullStatus, PushConsumer, Subscription,
+    MessageExt, Producer, ProducerConfig, PushConsumer, Subscription,
 };
 
 /// Deadline of every wait.
@@ -73,37 +72,6 @@ async fn create_topic(admin: &Admin, server: &TestServer, topic: &str, queues: i
                 .is_ok_and(|r| !r.queue_datas.is_empty())
     })
     .await;
-}
-
-/// Every message stored in `topic`, queue by queue.
-async fn stored(admin: &Admin, topic: &str) -> Vec<MessageExt> {
-    let mut out = Vec::new();
-    for status in admin.topic_status(topic).await.expect("topic status") {
-        let mut offset = status.min_offset;
-        while offset < status.max_offset {
-            let args = PullArgs {
-                group: "TOOLS_CONSUMER".into(),
-                offset,
-                max_nums: 32,
-                expression: Some(SUB_ALL.into()),
-                expression_type: "TAG".into(),
-                sub_version: 0,
-                commit_offset: None,
-                suspend: None,
-            };
-            let r = admin
-                .instance()
-                .pull(&status.queue, &args)
-                .await
-                .expect("pull");
-            if r.status != PullStatus::Found {
-                break;
-            }
-            offset = r.next_begin_offset;
-            out.extend(r.messages);
-        }
-    }
-    out
 }
 
 async fn stored_count(admin: &Admin, topic: &str) -> i64 {

@@ -12,13 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, stored};
 use tributary_client::admin::{TopicSpec, TopicTarget};
-use tributary_client::consumer::SUB_ALL;
-use tributary_client::instance::PullArgs;
 use tributary_client::producer::{LocalTransactionState, TransactionListener};
 use tributary_client::{
-    Admin, ClientConfig, Message, MessageExt, MessageQueue, Producer, ProducerConfig, PullStatus,
+    Admin, ClientConfig, Message, MessageExt, MessageQueue, Producer, ProducerConfig,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -76,32 +74,7 @@ async fn create_one(admin: &Admin, target: &TopicTarget, topic: &str) {
 
 /// Bodies of every message stored in `topic`, sorted.
 async fn bodies(admin: &Admin, topic: &str) -> Vec<String> {
-    let mut out: Vec<MessageExt> = Vec::new();
-    for status in admin.topic_status(topic).await.expect("topic status") {
-        let mut offset = status.min_offset;
-        while offset < status.max_offset {
-            let args = PullArgs {
-                group: "TOOLS_CONSUMER".into(),
-                offset,
-                max_nums: 32,
-                expression: Some(SUB_ALL.into()),
-                expression_type: "TAG".into(),
-                sub_version: 0,
-                commit_offset: None,
-                suspend: None,
-            };
-            let r = admin
-                .instance()
-                .pull(&status.queue, &args)
-                .await
-                .expect("pull");
-            if r.status != PullStatus::Found {
-                break;
-            }
-            offset = r.next_begin_offset;
-            out.extend(r.messages);
-        }
-    }
+    let out = stored(admin, topic).await;
     let mut b: Vec<String> = out
         .iter()
         .map(|m| String::from_utf8_lossy(&m.body).into_owned())

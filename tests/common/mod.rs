@@ -171,3 +171,42 @@ pub fn run_alions(server: &TestServer, script: &str, env: &[(&str, &str)], verdi
         out.status
     );
 }
+
+/// Every message stored in `topic`, queue by queue in offset order, read with plain pulls
+/// (no group offsets are touched).
+pub async fn stored(
+    admin: &tributary_client::Admin,
+    topic: &str,
+) -> Vec<tributary_client::MessageExt> {
+    use tributary_client::PullStatus;
+    use tributary_client::consumer::SUB_ALL;
+    use tributary_client::instance::PullArgs;
+
+    let mut out = Vec::new();
+    for status in admin.topic_status(topic).await.expect("topic status") {
+        let mut offset = status.min_offset;
+        while offset < status.max_offset {
+            let args = PullArgs {
+                group: "TOOLS_CONSUMER".into(),
+                offset,
+                max_nums: 32,
+                expression: Some(SUB_ALL.into()),
+                expression_type: "TAG".into(),
+                sub_version: 0,
+                commit_offset: None,
+                suspend: None,
+            };
+            let r = admin
+                .instance()
+                .pull(&status.queue, &args)
+                .await
+                .expect("pull");
+            if r.status != PullStatus::Found {
+                break;
+            }
+            offset = r.next_begin_offset;
+            out.extend(r.messages);
+        }
+    }
+    out
+}
