@@ -68,11 +68,11 @@ impl Cluster {
         tasks.spawn(listener.run(stop.clone()));
 
         // Bind first to learn the port, then open the store with it as STOREHOST.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        let port = probe.local_addr().expect("addr").port();
-        drop(probe);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind broker");
         let mut config = BrokerConfig {
-            listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+            listen: listener.local_addr().expect("addr"),
             namesrv_addr: vec![namesrv_addr.clone()],
             ..BrokerConfig::default()
         };
@@ -86,7 +86,7 @@ impl Cluster {
         let store = Arc::new(MessageStore::open(store_config).expect("store"));
         let broker =
             Broker::open(config, store.clone(), &dir.path().join("broker")).expect("broker");
-        let bound = broker.bind().await.expect("bind broker");
+        let bound = broker.serve_on(listener);
         let broker_addr = broker.addr().to_string();
         tasks.spawn(bound.run(stop.clone()));
         Self {
