@@ -2,8 +2,9 @@
 //! produce and consume unchanged.
 //!
 //! [`Broker::open`] loads the broker's metadata (topics, consumer offsets) next to an open
-//! [`MessageStore`]; [`Broker::run`] serves the remoting protocol, registers with every
-//! NameServer every 30 s, expires silent clients and writes offsets, until shut down.
+//! [`MessageStore`]; [`Broker::serve_on`] and [`BoundBroker::run`] serve the remoting protocol,
+//! register with every NameServer every 30 s, expire silent clients and write offsets, until
+//! shut down.
 //!
 //! Request handling lives in [`processor`]: one function per request family (send, pull,
 //! offsets, queries, clients, admin), each turning a request into a response or a refusal
@@ -186,22 +187,8 @@ impl Broker {
         }
     }
 
-    /// Binds the remoting listener on `listen` (so that the caller knows the port is taken
-    /// before anything else starts).
-    pub async fn bind(self: &Arc<Self>) -> std::io::Result<BoundBroker> {
-        let listener = tokio::net::TcpListener::bind(self.config.listen)
-            .await
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("bind broker on {}: {e}", self.config.listen),
-                )
-            })?;
-        Ok(self.serve_on(listener))
-    }
-
-    /// Serves on a listener the caller bound: with port 0 in `listen`, bind first, put the
-    /// port into the configuration, then open the broker.
+    /// Serves on a listener the caller bound. Bind before [`Broker::open`] and put the bound
+    /// address into `listen`, so that port 0 works and the advertised address is the real one.
     pub fn serve_on(self: &Arc<Self>, listener: tokio::net::TcpListener) -> BoundBroker {
         let server = RemotingServer::from_listener(
             listener,
