@@ -172,6 +172,7 @@ impl Collector for BrokerCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = self.broker.stats();
         let d = self.broker.schedule().stats();
+        let t = self.broker.transactions().stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let counters = [
             (
@@ -235,6 +236,36 @@ impl Collector for BrokerCollector {
                 "Delayed messages dropped (unreadable, or their topic was deleted)",
                 load(&d.dropped),
             ),
+            (
+                "transactions_prepared",
+                "Half messages stored (transactions begun)",
+                load(&t.prepared),
+            ),
+            (
+                "transactions_committed",
+                "Transactions committed (by the producer or after a check)",
+                load(&t.committed),
+            ),
+            (
+                "transactions_rolled_back",
+                "Transactions rolled back (by the producer or after a check)",
+                load(&t.rolled_back),
+            ),
+            (
+                "transaction_checks",
+                "Transaction checks made (CHECK_TRANSACTION_STATE rounds)",
+                load(&t.checks),
+            ),
+            (
+                "transaction_checks_without_producer",
+                "Transaction checks that found no live producer of the group",
+                load(&t.checks_without_producer),
+            ),
+            (
+                "transactions_discarded",
+                "Transactions discarded after their last unanswered check",
+                load(&t.discarded),
+            ),
         ];
         for (name, help, v) in counters {
             counter(&mut enc, &format!("tributary_broker_{name}"), help, v)?;
@@ -250,6 +281,12 @@ impl Collector for BrokerCollector {
             "tributary_broker_delayed_pending",
             "Delayed and timer messages not yet delivered",
             i64::try_from(d.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut enc,
+            "tributary_broker_transactions_pending",
+            "Transactions neither committed, rolled back nor discarded",
+            i64::try_from(self.broker.transactions().pending_count()).unwrap_or(i64::MAX),
         )?;
         gauge(
             &mut enc,

@@ -1,7 +1,8 @@
 //! Transactional messages end to end against the real `tributary server`: a half message is
 //! invisible until its commit, a rolled-back one never appears, an "unknown" local state is
-//! settled by the broker's CHECK_TRANSACTION_STATE, and a transaction nobody answers is
-//! discarded after the last check.
+//! settled by the broker's CHECK_TRANSACTION_STATE, a transaction nobody answers is discarded
+//! after the last check, a pending transaction survives a SIGKILL of the broker and is
+//! committed once after the restart, and /metrics counts all of it.
 //!
 //! Every wait polls observable state until a deadline; nothing asserts on time.
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, stored};
+use common::{TestServer, metric, stored};
 use tributary_client::admin::{TopicSpec, TopicTarget};
 use tributary_client::producer::{LocalTransactionState, TransactionListener};
 use tributary_client::{
@@ -22,6 +23,12 @@ use tributary_client::{
 const DEADLINE: Duration = Duration::from_secs(60);
 const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+const PREPARED: &str = "tributary_broker_transactions_prepared_total";
+const COMMITTED: &str = "tributary_broker_transactions_committed_total";
+const ROLLED_BACK: &str = "tributary_broker_transactions_rolled_back_total";
+const CHECKS: &str = "tributary_broker_transaction_checks_total";
+const DISCARDED: &str = "tributary_broker_transactions_discarded_total";
+const PENDING: &str = "tributary_broker_transactions_pending";
 
 fn client(namesrv: &str) -> ClientConfig {
     let mut config = ClientConfig::new(namesrv);
@@ -30,14 +37,55 @@ fn client(namesrv: &str) -> ClientConfig {
     config
 }
 
+/// A configuration with `broker_section` and small commit-log segments (recovery after a
+/// SIGKILL reads the whole last segment).
 fn config_file(dir: &Path, broker_section: &str) -> PathBuf {
     let path = dir.join("tributary.toml");
-    std::fs::write(&path, format!("[broker]\n{broker_section}\n")).expect("write config");
+    let text = format!("[store]\ncommitlog_segment_bytes = 8388608\n[broker]\n{broker_section}\n");
+    std::fs::write(&path, text).expect("write config");
     path
 }
 
 fn start(data: &Path, config: &Path) -> TestServer {
     TestServer::start(data, &["--config", config.to_str().expect("utf-8 path")])
+}
+
+/// Checks every 300 ms, practically forever.
+const CHECK_OFTEN: &str = "transaction_timeout_ms = 300\ntransaction_check_interval_ms = 300\ntransaction_check_max = 1000";
+
+/// A server with `broker_section` in its configuration, an admin client, and `topic` created.
+struct Fixture {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    server: TestServer,
+    admin: Admin,
+}
+
+impl Fixture {
+    async fn start(broker_section: &str, topic: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config_file(dir.path(), broker_section);
+        let server = start(&dir.path().join("data"), &config);
+        let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+        create_topic(&admin, &server, topic).await;
+        Self {
+            dir,
+            config,
+            server,
+            admin,
+        }
+    }
+
+    /// A started producer of `group` with `config`'s other settings and a [`Local`] listener.
+    async fn producer(&self, mut config: ProducerConfig, group: &str) -> (Producer, Arc<Local>) {
+        group.clone_into(&mut config.group);
+        let producer = Producer::start(client(&self.server.namesrv), config)
+            .await
+            .expect("producer");
+        let local = Arc::new(Local::default());
+        producer.set_transaction_listener(local.clone());
+        (producer, local)
+    }
 }
 
 async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
@@ -123,19 +171,9 @@ impl TransactionListener for Local {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_rollback_and_checked_unknown() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(
-        dir.path(),
-        "transaction_timeout_ms = 300\ntransaction_check_interval_ms = 300\ntransaction_check_max = 1000",
-    );
-    let server = start(&dir.path().join("data"), &config);
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
-    create_topic(&admin, &server, "Tx").await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("tx-pg"))
-        .await
-        .expect("producer");
-    let local = Arc::new(Local::default());
-    producer.set_transaction_listener(local.clone());
+    let f = Fixture::start(CHECK_OFTEN, "Tx").await;
+    let (server, admin) = (&f.server, &f.admin);
+    let (producer, local) = f.producer(ProducerConfig::default(), "tx-pg").await;
 
     let r = producer
         .send_message_in_transaction(Message::new("Tx", "rollback-1"))
@@ -152,10 +190,13 @@ async fn commit_rollback_and_checked_unknown() {
         local.checks.load(Ordering::SeqCst) >= 1
     })
     .await;
-    assert!(bodies(&admin, "Tx").await.is_empty());
+    assert!(bodies(admin, "Tx").await.is_empty());
+    assert_eq!(metric(server, PENDING), Some(1.0));
+    assert_eq!(metric(server, ROLLED_BACK), Some(1.0));
+    assert!(metric(server, CHECKS).is_some_and(|n| n >= 1.0));
     local.allow_commit.store(true, Ordering::SeqCst);
     wait_until("a check commits the unknown transaction", async || {
-        bodies(&admin, "Tx").await == ["unknown-1"]
+        bodies(admin, "Tx").await == ["unknown-1"]
     })
     .await;
     let r = producer
@@ -164,34 +205,34 @@ async fn commit_rollback_and_checked_unknown() {
         .expect("send commit");
     assert_eq!(r.state, LocalTransactionState::Commit);
     wait_until("the committed message is visible", async || {
-        bodies(&admin, "Tx").await == ["commit-1", "unknown-1"]
+        bodies(admin, "Tx").await == ["commit-1", "unknown-1"]
     })
     .await;
     // Three transactions, three op records: nothing pending, the rollback never shown.
     wait_until("every transaction is resolved", async || {
-        system_max(&admin, OP_TOPIC).await == 3
+        system_max(admin, OP_TOPIC).await == 3
     })
     .await;
-    assert_eq!(bodies(&admin, "Tx").await, ["commit-1", "unknown-1"]);
+    assert_eq!(bodies(admin, "Tx").await, ["commit-1", "unknown-1"]);
+    assert_eq!(metric(server, PREPARED), Some(3.0));
+    assert_eq!(metric(server, COMMITTED), Some(2.0));
+    assert_eq!(metric(server, ROLLED_BACK), Some(1.0));
+    assert_eq!(metric(server, PENDING), Some(0.0));
+    assert_eq!(metric(server, DISCARDED), Some(0.0));
     producer.shutdown().await;
-    admin.shutdown().await;
-    server.terminate();
+    f.admin.shutdown().await;
+    f.server.terminate();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_transaction_is_discarded_after_the_last_check() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(
-        dir.path(),
+    let f = Fixture::start(
         "transaction_timeout_ms = 200\ntransaction_check_interval_ms = 200\ntransaction_check_max = 2",
-    );
-    let server = start(&dir.path().join("data"), &config);
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
-    create_topic(&admin, &server, "TxGone").await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("gone-pg"))
-        .await
-        .expect("producer");
-    producer.set_transaction_listener(Arc::new(Local::default()));
+        "TxGone",
+    )
+    .await;
+    let (server, admin) = (&f.server, &f.admin);
+    let (producer, _) = f.producer(ProducerConfig::default(), "gone-pg").await;
     producer
         .send_message_in_transaction(Message::new("TxGone", "unknown-gone"))
         .await
@@ -199,12 +240,127 @@ async fn unanswered_transaction_is_discarded_after_the_last_check() {
     // No live producer from here on.
     producer.shutdown().await;
     wait_until("the transaction is discarded", async || {
-        system_max(&admin, OP_TOPIC).await == 1
+        system_max(admin, OP_TOPIC).await == 1
     })
     .await;
     // The half message and one copy per check (two), then nothing more.
-    assert_eq!(system_max(&admin, HALF_TOPIC).await, 3);
-    assert!(bodies(&admin, "TxGone").await.is_empty());
+    assert_eq!(system_max(admin, HALF_TOPIC).await, 3);
+    assert!(bodies(admin, "TxGone").await.is_empty());
+    assert_eq!(metric(server, DISCARDED), Some(1.0));
+    assert_eq!(metric(server, CHECKS), Some(2.0));
+    assert_eq!(metric(server, PENDING), Some(0.0));
+    assert_eq!(metric(server, COMMITTED), Some(0.0));
+    f.admin.shutdown().await;
+    f.server.terminate();
+}
+
+/// The broker is SIGKILLed while one transaction is pending (checked once, answered Unknown),
+/// one is committed and one rolled back. The producer stays up, as an application would, and
+/// the broker restarts on the same addresses: the pending transaction is checked again (the
+/// pending set is rebuilt from the half and op queues), committed once by the check, and
+/// shown once; the two resolved before the kill stay as they were, also after a clean
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_transaction_survives_sigkill_and_commits_once() {
+    let f = Fixture::start(CHECK_OFTEN, "TxCrash").await;
+    let (producer, local) = f.producer(ProducerConfig::default(), "crash-pg").await;
+    let restart = {
+        let (namesrv, broker) = (f.server.namesrv.clone(), f.server.broker.clone());
+        let data = f.dir.path().join("data");
+        let config = f.config.to_str().expect("utf-8 path").to_string();
+        move || TestServer::start_on(&data, &namesrv, &broker, &["--config", &config])
+    };
+    let Fixture {
+        dir: _dir,
+        server,
+        admin,
+        ..
+    } = f;
+    for body in ["commit-before", "rollback-before", "unknown-crash"] {
+        producer
+            .send_message_in_transaction(Message::new("TxCrash", body))
+            .await
+            .expect("send in transaction");
+    }
+    wait_until(
+        "the unknown transaction is checked before the kill",
+        async || local.checks.load(Ordering::SeqCst) >= 1,
+    )
+    .await;
+    wait_until("the other two are resolved before the kill", async || {
+        system_max(&admin, OP_TOPIC).await == 2
+    })
+    .await;
+    assert_eq!(bodies(&admin, "TxCrash").await, ["commit-before"]);
+    assert_eq!(metric(&server, PENDING), Some(1.0));
+
+    assert!(!server.kill().success());
+    let checks_at_kill = local.checks.load(Ordering::SeqCst);
+    let server = tokio::task::spawn_blocking(restart.clone())
+        .await
+        .expect("restart");
+    // Rebuilt from the logs: one pending, checked again through the producer's new
+    // connection, still unknown, so still invisible.
+    assert_eq!(metric(&server, PENDING), Some(1.0));
+    wait_until(
+        "the recovered transaction is checked after the restart",
+        async || local.checks.load(Ordering::SeqCst) > checks_at_kill,
+    )
+    .await;
+    assert_eq!(bodies(&admin, "TxCrash").await, ["commit-before"]);
+    local.allow_commit.store(true, Ordering::SeqCst);
+    wait_until("a check commits the recovered transaction", async || {
+        system_max(&admin, OP_TOPIC).await == 3
+    })
+    .await;
+    assert_eq!(
+        bodies(&admin, "TxCrash").await,
+        ["commit-before", "unknown-crash"]
+    );
+    assert_eq!(metric(&server, PENDING), Some(0.0));
+    assert_eq!(metric(&server, COMMITTED), Some(1.0));
+
+    // A clean restart finds nothing pending and shows each committed message once.
+    producer.shutdown().await;
+    assert!(server.terminate().success());
+    let server = tokio::task::spawn_blocking(restart).await.expect("restart");
+    assert_eq!(metric(&server, PENDING), Some(0.0));
+    assert_eq!(
+        bodies(&admin, "TxCrash").await,
+        ["commit-before", "unknown-crash"]
+    );
+    assert_eq!(system_max(&admin, OP_TOPIC).await, 3);
     admin.shutdown().await;
     server.terminate();
+}
+
+/// A producer that has not sent anything knows no broker, so no broker can ask it about its
+/// group's transactions; declaring its topics (Java 5's `setTopics`) makes it learn their
+/// brokers and heartbeat to them at start. Here the producer that began the transaction is
+/// gone and a new one of its group, which never sends, settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_producer_declaring_its_topics_settles_its_groups_transaction() {
+    let f = Fixture::start(CHECK_OFTEN, "TxLate").await;
+    let (first, _) = f.producer(ProducerConfig::default(), "late-pg").await;
+    first
+        .send_message_in_transaction(Message::new("TxLate", "unknown-late"))
+        .await
+        .expect("send");
+    first.shutdown().await;
+
+    let declared = ProducerConfig {
+        topics: vec!["TxLate".into()],
+        ..ProducerConfig::default()
+    };
+    let (second, local) = f.producer(declared, "late-pg").await;
+    local.allow_commit.store(true, Ordering::SeqCst);
+    wait_until("the new producer commits the transaction", async || {
+        bodies(&f.admin, "TxLate").await == ["unknown-late"]
+    })
+    .await;
+    assert!(local.checks.load(Ordering::SeqCst) >= 1);
+    assert_eq!(metric(&f.server, PENDING), Some(0.0));
+    second.shutdown().await;
+    f.admin.shutdown().await;
+    f.server.terminate();
 }

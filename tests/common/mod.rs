@@ -1,8 +1,8 @@
 //! Starting and stopping the real `tributary server` for end-to-end tests.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
@@ -209,4 +209,36 @@ pub async fn stored(
         }
     }
     out
+}
+
+/// `GET path` on an HTTP address: the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one unlabelled sample on the server's /metrics (`None` when absent).
+pub fn metric(server: &TestServer, name: &str) -> Option<f64> {
+    let (status, body) = http_get(server.http, "/metrics");
+    assert_eq!(status, 200, "/metrics answered {status}");
+    body.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
 }

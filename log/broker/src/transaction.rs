@@ -91,6 +91,8 @@ pub struct TransactionStats {
     pub rolled_back: std::sync::atomic::AtomicU64,
     /// CHECK_TRANSACTION_STATE rounds (copies appended), with or without a live producer.
     pub checks: std::sync::atomic::AtomicU64,
+    /// Check rounds that found no live producer of the group to ask.
+    pub checks_without_producer: std::sync::atomic::AtomicU64,
     /// Transactions discarded after the last check.
     pub discarded: std::sync::atomic::AtomicU64,
 }
@@ -453,6 +455,9 @@ impl TransactionService {
             .into_iter()
             .max_by_key(|c| c.last_update)
         else {
+            self.stats
+                .checks_without_producer
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(origin, group = %p.group, checks = p.checks + 1, "check transaction state: no live producer of the group");
             return;
         };

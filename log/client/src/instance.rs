@@ -96,7 +96,8 @@ struct Inner {
     brokers: RwLock<BrokerAddrTable>,
     /// Broker id to pull each queue from next, as the broker last suggested.
     pull_from: Mutex<HashMap<MessageQueue, i64>>,
-    producers: Mutex<BTreeMap<String, ()>>,
+    /// Producer groups and the topics each declared (`ProducerConfig::topics`).
+    producers: Mutex<BTreeMap<String, Vec<String>>>,
     /// Transaction listeners by producer group.
     tx_listeners: Mutex<HashMap<String, Arc<dyn crate::producer::TransactionListener>>>,
     consumers: Mutex<BTreeMap<String, Weak<dyn ConsumerMember>>>,
@@ -387,7 +388,7 @@ impl ClientInstance {
 
     // ---- registration -------------------------------------------------------------------
 
-    pub(crate) fn register_producer(&self, group: &str) -> Result<()> {
+    pub(crate) fn register_producer(&self, group: &str, topics: &[String]) -> Result<()> {
         let mut producers = self.inner.producers.lock();
         if producers.contains_key(group) {
             return Err(ClientError::GroupInUse {
@@ -395,7 +396,7 @@ impl ClientInstance {
                 group: group.to_owned(),
             });
         }
-        producers.insert(group.to_owned(), ());
+        producers.insert(group.to_owned(), topics.to_vec());
         Ok(())
     }
 
@@ -687,6 +688,7 @@ impl ClientInstance {
         for consumer in self.consumers() {
             topics.extend(consumer.topics());
         }
+        topics.extend(self.inner.producers.lock().values().flatten().cloned());
         topics.sort();
         topics.dedup();
         for topic in topics {

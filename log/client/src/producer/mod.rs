@@ -73,6 +73,11 @@ pub struct ProducerConfig {
     pub compress_level: u32,
     /// Largest body (4 MiB).
     pub max_message_bytes: usize,
+    /// Topics this producer will send to (Java 5's `setTopics`; none by default). Their routes
+    /// are learnt at start and kept fresh, so the producer heartbeats to their brokers before
+    /// its first send: a transactional producer started after a crash is then asked about the
+    /// transactions its group left pending.
+    pub topics: Vec<String>,
 }
 
 impl Default for ProducerConfig {
@@ -87,6 +92,7 @@ impl Default for ProducerConfig {
             compress_over_bytes: Some(4 * 1024),
             compress_level: 5,
             max_message_bytes: 4 * 1024 * 1024,
+            topics: Vec::new(),
         }
     }
 }
@@ -197,7 +203,10 @@ impl Producer {
     pub async fn start(client: ClientConfig, config: ProducerConfig) -> Result<Self> {
         let instance = ClientInstance::start(client).await?;
         match Self::build(instance.clone(), config, true) {
-            Ok(producer) => Ok(producer),
+            Ok(producer) => {
+                producer.learn_declared_routes().await;
+                Ok(producer)
+            }
             Err(e) => {
                 instance.shutdown().await;
                 Err(e)
@@ -205,7 +214,27 @@ impl Producer {
         }
     }
 
-    /// Starts a producer on a shared client instance.
+    /// Learns the routes of the declared topics and heartbeats to their brokers now, rather
+    /// than at the next route refresh. A topic without a route is logged, as Java does; the
+    /// refresh keeps trying.
+    async fn learn_declared_routes(&self) {
+        if self.inner.config.topics.is_empty() {
+            return;
+        }
+        for topic in &self.inner.config.topics {
+            match self.inner.instance.update_route(topic).await {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::warn!(topic, "no route for a declared producer topic"),
+                Err(e) => {
+                    tracing::warn!(topic, error = %e, "no route for a declared producer topic");
+                }
+            }
+        }
+        self.inner.instance.send_heartbeat_to_all_brokers().await;
+    }
+
+    /// Starts a producer on a shared client instance (declared topics are learnt at the
+    /// instance's next route refresh).
     pub fn with_instance(instance: ClientInstance, config: ProducerConfig) -> Result<Self> {
         Self::build(instance, config, false)
     }
@@ -218,7 +247,7 @@ impl Producer {
         if config.group.is_empty() {
             return Err(ClientError::invalid("producer group is empty"));
         }
-        instance.register_producer(&config.group)?;
+        instance.register_producer(&config.group, &config.topics)?;
         Ok(Self {
             inner: Arc::new(ProducerInner {
                 instance,
