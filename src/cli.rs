@@ -118,10 +118,21 @@ It stops at the first message the broker does not take and exits non-zero, namin
 and the broker's answer. Topics that do not exist are created by brokers that allow
 auto-creation; `tributary topic create` creates them explicitly.
 
+With --transaction each message is a transaction of its own: sent as a half message (stored,
+invisible), then ended as asked. `commit` makes it visible and `rollback` drops it, each
+confirmed by the broker before the message is printed. `unknown` leaves it pending: the broker
+then asks a live producer of the group (CHECK_TRANSACTION_STATE) after its transaction
+timeout. With --check-answer the command stays up as that producer, answers the checks of its
+own messages, and exits once each was answered (or fails after --check-timeout); without it
+the command exits at once, and the broker discards the messages after its last check unless
+another producer of the group answers.
+
 Examples:
   echo hello | tributary produce --topic orders
   seq 1 1000 | tributary produce --topic orders --tag created --batch 100 --quiet
-  printf 'order-1\\tpaid\\norder-2\\tshipped\\n' | tributary produce --topic orders --key-from-line";
+  printf 'order-1\\tpaid\\norder-2\\tshipped\\n' | tributary produce --topic orders --key-from-line
+  echo paid | tributary produce --topic orders --transaction commit
+  echo paid | tributary produce --topic orders --transaction unknown --check-answer commit";
 
 const CONSUME_HELP: &str = "Print the messages of a topic as a member of a consumer group.
 
@@ -384,11 +395,43 @@ pub struct ProduceArgs {
     /// Print only a summary, not a line per message.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Producer group the messages are sent as.
+    /// Send each message as a transaction and end it: `commit`, `rollback`, or `unknown`
+    /// (left to the broker's checks). Not with --batch or a delay.
+    #[arg(long, value_enum, conflicts_with_all = ["delay", "delay_level"])]
+    pub transaction: Option<TransactionArg>,
+    /// With `--transaction unknown`: answer the broker's checks of these messages with this
+    /// state, staying up until each was answered.
+    #[arg(long, value_enum)]
+    pub check_answer: Option<CheckAnswerArg>,
+    /// Longest wait for the broker's checks with --check-answer, seconds.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub check_timeout: u64,
+    /// Producer group the messages are sent as (the broker checks transactions with a live
+    /// producer of this group).
     #[arg(long, default_value = "tributary-cli-producer")]
     pub producer_group: String,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// How `produce --transaction` ends each transaction.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TransactionArg {
+    /// Make the message visible.
+    Commit,
+    /// Drop the message.
+    Rollback,
+    /// Leave it pending for the broker's checks.
+    Unknown,
+}
+
+/// The answer `produce --check-answer` gives the broker's transaction checks.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CheckAnswerArg {
+    /// Make the message visible.
+    Commit,
+    /// Drop the message.
+    Rollback,
 }
 
 #[derive(Debug, Args)]

@@ -176,7 +176,7 @@ async fn print_loop(
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -10,6 +10,7 @@ mod dlq_cmd;
 mod metrics;
 mod output;
 mod produce_cmd;
+mod produce_txn;
 mod replay_cmd;
 mod server;
 mod store_cmd;

@@ -2,16 +2,18 @@
 //! [`Producer`] (one request in flight, in line order).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tributary_client::producer::validate_topic;
-use tributary_client::{ClientError, Message, Producer, ProducerConfig, SendResult, SendStatus};
+use tributary_client::{Message, Producer, ProducerConfig, SendStatus};
 use tributary_protocol::message::property;
 
-use crate::cli::ProduceArgs;
+use crate::cli::{ProduceArgs, TransactionArg};
 use crate::output::{client_config, print_json};
+use crate::produce_txn::{self, CheckAnswers};
 
 /// Longest line read from stdin: the broker's default body limit plus room for a key. Longer
 /// lines are refused before they are sent.
@@ -35,6 +37,14 @@ pub fn run(args: ProduceArgs) -> Result<()> {
     if args.batch > 1 && (args.delay_level.is_some() || args.delay.is_some()) {
         bail!("delayed messages cannot be sent in batches: drop --batch or the delay");
     }
+    if args.batch > 1 && args.transaction.is_some() {
+        bail!("transactional messages cannot be sent in batches: drop --batch or --transaction");
+    }
+    if args.check_answer.is_some() && args.transaction != Some(TransactionArg::Unknown) {
+        bail!(
+            "--check-answer answers the broker's checks of pending transactions: it needs --transaction unknown (commit and rollback end a transaction at once)"
+        );
+    }
     crate::runtime()?.block_on(produce(args))
 }
 
@@ -47,8 +57,14 @@ struct SentMessage {
     offset_msg_id: String,
     broker: String,
     queue_id: i32,
-    queue_offset: i64,
+    /// Offset in the queue (not known for a transaction, whose message is appended to the
+    /// queue when it is committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue_offset: Option<i64>,
     status: &'static str,
+    /// `committed`, `rolled back` or `pending`, with --transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,6 +77,10 @@ struct ProduceReport {
     skipped_empty_lines: u64,
     /// Stored, but the broker's flush or replication did not confirm in time.
     not_confirmed: u64,
+    /// With --check-answer: transactions whose check the command answered, confirmed by
+    /// the broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks_answered: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     messages: Option<Vec<SentMessage>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,16 +100,33 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("connect to NameServer {}", args.client.namesrv))?;
+    let answers = args.check_answer.map(|a| Arc::new(CheckAnswers::new(a)));
+    if let Some(answers) = &answers {
+        producer.set_transaction_listener(answers.clone());
+    }
     let mut report = ProduceReport {
         topic: args.topic.clone(),
         sent: 0,
         requests: 0,
         skipped_empty_lines: 0,
         not_confirmed: 0,
+        checks_answered: None,
         messages: (!args.quiet).then(Vec::new),
         error: None,
     };
-    let result = send_lines(&producer, &args, &mut report).await;
+    let mut result = send_lines(&producer, &args, answers.as_deref(), &mut report).await;
+    if let (Ok(()), Some(answers)) = (&result, &answers)
+        && report.sent > 0
+    {
+        // Register as a live producer of the group now rather than at the next heartbeat,
+        // so the broker's first check finds this process.
+        producer.instance().send_heartbeat_to_all_brokers().await;
+        let timeout = std::time::Duration::from_secs(args.check_timeout);
+        match answers.wait(timeout, &args.producer_group).await {
+            Ok(n) => report.checks_answered = Some(n as u64),
+            Err(e) => result = Err(e),
+        }
+    }
     producer.shutdown().await;
     if let Err(e) = &result {
         report.error = Some(format!("{e:#}"));
@@ -118,6 +155,9 @@ async fn produce(args: ProduceArgs) -> Result<()> {
                 report.not_confirmed
             ));
         }
+        if let Some(end) = args.transaction.filter(|_| report.sent > 0) {
+            summary.push_str(&transaction_summary(&args, end, &report));
+        }
         summary.push_str(".\n");
         if result.is_err() {
             eprint!("{summary}");
@@ -128,6 +168,29 @@ async fn produce(args: ProduceArgs) -> Result<()> {
     result
 }
 
+/// What became of the transactions, for the summary line.
+fn transaction_summary(args: &ProduceArgs, end: TransactionArg, report: &ProduceReport) -> String {
+    let n = report.sent;
+    let (each, them) = if n == 1 {
+        ("its transaction".to_owned(), "it")
+    } else {
+        (format!("each in its own transaction, {n}"), "them")
+    };
+    match (end, report.checks_answered) {
+        (TransactionArg::Unknown, Some(answered)) => format!(
+            "; {each} left pending, then {} when the broker checked ({answered} answer{} confirmed)",
+            args.check_answer
+                .map_or("settled", produce_txn::answered_outcome),
+            plural(answered)
+        ),
+        (TransactionArg::Unknown, None) => format!(
+            "; {each} left pending: the broker checks {them} with a live producer of group {} and discards {them} after its last check",
+            args.producer_group
+        ),
+        (end, _) => format!("; {each} {}", produce_txn::outcome(end)),
+    }
+}
+
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -135,6 +198,7 @@ fn plural(n: u64) -> &'static str {
 async fn send_lines(
     producer: &Producer,
     args: &ProduceArgs,
+    answers: Option<&CheckAnswers>,
     report: &mut ProduceReport,
 ) -> Result<()> {
     let mut stdin = BufReader::new(tokio::io::stdin());
@@ -163,6 +227,7 @@ async fn send_lines(
             send(
                 producer,
                 args,
+                answers,
                 std::mem::take(&mut batch),
                 report,
                 &mut header_printed,
@@ -171,7 +236,7 @@ async fn send_lines(
         }
     }
     if !batch.is_empty() {
-        send(producer, args, batch, report, &mut header_printed).await?;
+        send(producer, args, answers, batch, report, &mut header_printed).await?;
     }
     Ok(())
 }
@@ -254,6 +319,7 @@ fn split_key<'a>(line: &'a [u8], separator: &[u8]) -> (Option<String>, &'a [u8])
 async fn send(
     producer: &Producer,
     args: &ProduceArgs,
+    answers: Option<&CheckAnswers>,
     batch: Vec<Pending>,
     report: &mut ProduceReport,
     header_printed: &mut bool,
@@ -265,15 +331,26 @@ async fn send(
         _ => return Ok(()),
     };
     let mut messages: Vec<Message> = batch.into_iter().map(|p| p.message).collect();
-    let result: Result<SendResult, ClientError> = if messages.len() == 1 {
-        match messages.pop() {
-            Some(message) => producer.send(message).await,
-            None => return Ok(()),
+    let context = || format!("send {what} to topic {}", args.topic);
+    let result = match (args.transaction, messages.pop()) {
+        (Some(end), Some(message)) if messages.is_empty() => {
+            let sent = produce_txn::send(producer, message, end)
+                .await
+                .with_context(context)?;
+            if let (Some(answers), Some(line)) = (answers, lines.first()) {
+                answers.expect(&sent.msg_id, *line);
+            }
+            sent
         }
-    } else {
-        producer.send_batch(messages).await
+        (None, Some(message)) if messages.is_empty() => {
+            producer.send(message).await.with_context(context)?
+        }
+        (None, Some(last)) => {
+            messages.push(last);
+            producer.send_batch(messages).await.with_context(context)?
+        }
+        _ => return Ok(()),
     };
-    let result = result.with_context(|| format!("send {what} to topic {}", args.topic))?;
     report.requests += 1;
     let ids: Vec<&str> = result.msg_id.split(',').collect();
     let offset_ids: Vec<&str> = result.offset_msg_id.split(',').collect();
@@ -290,8 +367,12 @@ async fn send(
             offset_msg_id: offset_ids.get(i).copied().unwrap_or_default().to_owned(),
             broker: result.queue.broker_name.clone(),
             queue_id: result.queue.queue_id,
-            queue_offset: result.queue_offset + i64::try_from(i).unwrap_or(0),
+            queue_offset: args
+                .transaction
+                .is_none()
+                .then(|| result.queue_offset + i64::try_from(i).unwrap_or(0)),
             status,
+            transaction: args.transaction.map(produce_txn::outcome),
         });
     }
     if !args.client.json && !args.quiet {
@@ -310,15 +391,22 @@ fn print_rows(sent: &[SentMessage], header_printed: &mut bool) -> Result<()> {
     let mut text = String::new();
     if !*header_printed {
         *header_printed = true;
+        let last = if sent.iter().any(|m| m.transaction.is_some()) {
+            "TRANSACTION"
+        } else {
+            "OFFSET"
+        };
         text.push_str(&format!(
-            "{:>6}  {:<32}  {:>5}  {:>10}  BROKER\n",
-            "LINE", "MSG ID", "QUEUE", "OFFSET"
+            "{:>6}  {:<32}  {:>5}  {:>11}  BROKER\n",
+            "LINE", "MSG ID", "QUEUE", last
         ));
     }
     for m in sent {
+        let offset = m.queue_offset.map(|o| o.to_string());
+        let last = m.transaction.or(offset.as_deref()).unwrap_or_default();
         text.push_str(&format!(
-            "{:>6}  {:<32}  {:>5}  {:>10}  {}",
-            m.line, m.msg_id, m.queue_id, m.queue_offset, m.broker
+            "{:>6}  {:<32}  {:>5}  {:>11}  {}",
+            m.line, m.msg_id, m.queue_id, last, m.broker
         ));
         if m.status != SendStatus::SendOk.name() {
             text.push_str(&format!("  ({}: stored, not confirmed in time)", m.status));

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{TestServer, metric};
 use serde_json::Value;
 
 /// How long a condition may take to become true before the test fails.
@@ -17,8 +17,18 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// A server whose broker has registered with its NameServer (the template topic `TBW102`
 /// is routed), so that topics can be created on it.
 fn start() -> (tempfile::TempDir, TestServer) {
+    start_with("")
+}
+
+/// [`start`] with `config` as the server's configuration file.
+fn start_with(config: &str) -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path(), &[]);
+    let path = dir.path().join("tributary.toml");
+    std::fs::write(&path, config).expect("write config");
+    let server = TestServer::start(
+        dir.path(),
+        &["--config", path.to_str().expect("utf-8 path")],
+    );
     wait_for("the broker to register", || {
         topics(&server).iter().any(|t| t == "TBW102").then_some(())
     });
@@ -78,6 +88,11 @@ fn fails(args: &[&str], output: Output) -> String {
 /// Stdout of `tributary <args>`, which must succeed.
 fn stdout_of(server: &TestServer, args: &[&str]) -> String {
     ok(args, run(server, args))
+}
+
+/// Stdout of `tributary <args>` with `stdin` as input, which must succeed.
+fn stdout_of_with(server: &TestServer, args: &[&str], stdin: &str) -> String {
+    ok(args, run_with(server, args, stdin.as_bytes()))
 }
 
 fn assert_contains(text: &str, expected: &[&str]) {
@@ -1031,4 +1046,178 @@ fn sql92_filters_select_by_property() {
     let args = ["produce", "--topic", "props", "--property", "KEYS=x"];
     let err = fails(&args, run(&server, &args));
     assert_contains(&err, &["--property KEYS is reserved"]);
+}
+
+/// Each message its own transaction: committed ones are consumed, rolled-back ones never;
+/// `unknown` with --check-answer waits for the broker's checks and answers them (a commit is
+/// then consumed, a rollback not); `unknown` alone exits and the broker discards the message
+/// after its last check.
+#[test]
+fn transactions_are_committed_rolled_back_or_left_to_the_checks() {
+    let (_dir, server) = start_with(
+        "[broker]\ntransaction_timeout_ms = 300\ntransaction_check_interval_ms = 300\ntransaction_check_max = 4\n",
+    );
+    create_topic(&server, "tx", "2");
+    let committed = produce(
+        &server,
+        &["--topic", "tx", "--transaction", "commit"],
+        "c1\nc2\n",
+    );
+    for m in committed["messages"].as_array().expect("messages") {
+        assert_eq!(m["transaction"], "committed", "{m}");
+        assert!(m.get("queue_offset").is_none(), "{m}");
+    }
+    produce(
+        &server,
+        &["--topic", "tx", "--transaction", "rollback"],
+        "r1\n",
+    );
+
+    let args = [
+        "produce",
+        "--topic",
+        "tx",
+        "--transaction",
+        "unknown",
+        "--check-answer",
+        "commit",
+    ];
+    let out = run_with(&server, &args, b"u1\nu2\n");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = ok(&args, out);
+    assert_contains(
+        &stdout,
+        &[
+            "TRANSACTION",
+            "pending",
+            "2 left pending, then committed when the broker checked (2 answers confirmed)",
+        ],
+    );
+    assert_contains(
+        &stderr,
+        &[
+            "Waiting up to 120 s for the broker to check 2 pending transactions (answering commit)",
+            "Line 1 (message ",
+            "Line 2 (message ",
+            "committed at the broker's check",
+        ],
+    );
+    let rolled = produce(
+        &server,
+        &[
+            "--topic",
+            "tx",
+            "--transaction",
+            "unknown",
+            "--check-answer",
+            "rollback",
+        ],
+        "u3\n",
+    );
+    assert_eq!(rolled["checks_answered"], 1);
+
+    let left = stdout_of_with(
+        &server,
+        &["produce", "--topic", "tx", "--transaction", "unknown"],
+        "gone\n",
+    );
+    assert_contains(
+        &left,
+        &[
+            "its transaction left pending: the broker checks it with a live producer of group tributary-cli-producer and discards it after its last check",
+        ],
+    );
+    wait_for("the broker to discard the unanswered transaction", || {
+        (metric(&server, "tributary_broker_transactions_discarded_total") == Some(1.0))
+            .then_some(())
+    });
+    assert_eq!(
+        metric(&server, "tributary_broker_transactions_pending"),
+        Some(0.0)
+    );
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "tx",
+            "--group",
+            "tx-reader",
+            "--from",
+            "first",
+            "--idle-timeout",
+            "3",
+        ],
+    );
+    let mut bodies: Vec<&str> = got.iter().map(|m| str_field(m, "body")).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, ["c1", "c2", "u1", "u2"]);
+
+    for (args, expected) in [
+        (
+            &[
+                "produce",
+                "--topic",
+                "tx",
+                "--transaction",
+                "commit",
+                "--check-answer",
+                "commit",
+            ][..],
+            "--check-answer answers the broker's checks of pending transactions: it needs --transaction unknown",
+        ),
+        (
+            &[
+                "produce",
+                "--topic",
+                "tx",
+                "--transaction",
+                "commit",
+                "--batch",
+                "2",
+            ][..],
+            "transactional messages cannot be sent in batches",
+        ),
+        (
+            &[
+                "produce",
+                "--topic",
+                "tx",
+                "--transaction",
+                "commit",
+                "--delay",
+                "1s",
+            ][..],
+            "cannot be used with",
+        ),
+    ] {
+        let err = fails(args, run(&server, args));
+        assert_contains(&err, &[expected]);
+    }
+}
+
+/// `produce --check-answer` gives up after --check-timeout when the broker does not check
+/// in time (here it would check after its default 6 s), names what is left and fails.
+#[test]
+fn check_answer_times_out_with_the_pending_messages_named() {
+    let (_dir, server) = start();
+    create_topic(&server, "tx-slow", "1");
+    let args = [
+        "produce",
+        "--topic",
+        "tx-slow",
+        "--transaction",
+        "unknown",
+        "--check-answer",
+        "commit",
+        "--check-timeout",
+        "1",
+    ];
+    let err = fails(&args, run_with(&server, &args, b"late\n"));
+    assert_contains(
+        &err,
+        &[
+            "the broker did not check 1 of 1 transactions within 1 s: line 1 (",
+            "they stay pending, checked again with producer group tributary-cli-producer",
+        ],
+    );
 }

@@ -161,8 +161,9 @@ fn check_transaction_state(
         .unwrap_or_default();
     let listener = inner.tx_listeners.lock().get(group).cloned();
     let conn = conn.clone();
+    let timeout = inner.config.request_timeout;
     Box::pin(async move {
-        crate::producer::transaction::answer_check(listener, conn, header, message).await;
+        crate::producer::transaction::answer_check(listener, conn, header, message, timeout).await;
         None
     })
 }

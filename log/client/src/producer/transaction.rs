@@ -45,6 +45,12 @@ pub trait TransactionListener: Send + Sync + 'static {
     /// Tells the broker, which asks about a half message still unresolved, what became of
     /// its local transaction.
     fn check_local_transaction(&self, message: &MessageExt) -> LocalTransactionState;
+    /// Called once the answer to a check has gone out: `confirmed` says the broker
+    /// acknowledged a commit or rollback (an `Unknown` answer is one-way, never confirmed).
+    /// Nothing by default.
+    fn check_answered(&self, message: &MessageExt, state: LocalTransactionState, confirmed: bool) {
+        let _ = (message, state, confirmed);
+    }
 }
 
 /// The outcome of [`Producer::send_message_in_transaction`].
@@ -66,7 +72,8 @@ impl Producer {
     }
 
     /// Sends `message` as a half message, runs the local transaction, and ends the
-    /// transaction with its state (Java's `sendMessageInTransaction`).
+    /// transaction with its state (Java's `sendMessageInTransaction`). The end is one-way, as
+    /// in Java: if it is lost, the broker checks the transaction later.
     pub async fn send_message_in_transaction(
         &self,
         message: Message,
@@ -80,16 +87,7 @@ impl Producer {
                 "no transaction listener: call set_transaction_listener first",
             ));
         };
-        if message.property(property::DELAY_TIME_LEVEL).is_some() {
-            return Err(ClientError::invalid(
-                "a transactional message cannot be delayed",
-            ));
-        }
-        let message = message
-            .with_property(property::TRANSACTION_PREPARED, "true")
-            .with_property(property::PRODUCER_GROUP, self.inner.config.group.clone());
-        let outgoing = self.prepare(message.clone())?;
-        let send = self.send_with_retries(outgoing).await?;
+        let send = self.send_half_message(message.clone()).await?;
         let state = if send.status == SendStatus::SendOk {
             let l = listener.clone();
             let m = message.clone();
@@ -99,14 +97,56 @@ impl Producer {
         } else {
             LocalTransactionState::Rollback
         };
-        if let Err(e) = self.end_transaction(&send, state).await {
+        let ended = match self.end_request(&send, state).await {
+            Ok((addr, request)) => self.inner.instance.invoke_oneway(&addr, request).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ended {
             // As Java: the broker will check the transaction.
             tracing::warn!(msg_id = %send.msg_id, error = %e, "end transaction");
         }
         Ok(TransactionSendResult { send, state })
     }
 
-    async fn end_transaction(&self, send: &SendResult, state: LocalTransactionState) -> Result<()> {
+    /// Sends `message` as a half message: stored, invisible until the transaction is ended
+    /// with [`Producer::end_transaction`] or settled by the broker's checks, which this
+    /// producer's transaction listener (if any) answers. For callers that run the local
+    /// transaction themselves.
+    pub async fn send_half_message(&self, message: Message) -> Result<SendResult> {
+        if message.property(property::DELAY_TIME_LEVEL).is_some() {
+            return Err(ClientError::invalid(
+                "a transactional message cannot be delayed",
+            ));
+        }
+        let message = message
+            .with_property(property::TRANSACTION_PREPARED, "true")
+            .with_property(property::PRODUCER_GROUP, self.inner.config.group.clone());
+        let outgoing = self.prepare(message)?;
+        self.send_with_retries(outgoing).await
+    }
+
+    /// Ends the transaction of a half message sent with [`Producer::send_half_message`] and
+    /// waits for the broker's answer, so a commit or rollback that returns `Ok` is done. (Java
+    /// sends END_TRANSACTION one-way; brokers answer it all the same, except the Java broker
+    /// for `Unknown`, which it does not answer: `Unknown` is therefore sent one-way.)
+    pub async fn end_transaction(
+        &self,
+        send: &SendResult,
+        state: LocalTransactionState,
+    ) -> Result<()> {
+        let (addr, request) = self.end_request(send, state).await?;
+        if state == LocalTransactionState::Unknown {
+            return self.inner.instance.invoke_oneway(&addr, request).await;
+        }
+        self.inner.instance.request(&addr, request).await.map(drop)
+    }
+
+    /// END_TRANSACTION for a half message, and the address of its broker.
+    async fn end_request(
+        &self,
+        send: &SendResult,
+        state: LocalTransactionState,
+    ) -> Result<(String, RemotingCommand)> {
         let id = OffsetMessageId::decode(&send.offset_msg_id)?;
         let header = EndTransactionRequestHeader {
             topic: Some(send.queue.topic.clone()),
@@ -129,18 +169,21 @@ impl Producer {
             .await?;
         let request =
             RemotingCommand::new_request(request::END_TRANSACTION, 0).with_header(&header);
-        self.inner.instance.invoke_oneway(&addr, request).await
+        Ok((addr, request))
     }
 }
 
 /// Answers CHECK_TRANSACTION_STATE from a broker on `conn` (Java's
 /// `ClientRemotingProcessor.checkTransactionState`): asks the group's listener and sends
-/// END_TRANSACTION (fromTransactionCheck = true) back on the same connection.
+/// END_TRANSACTION (fromTransactionCheck = true) back on the same connection. A commit or
+/// rollback waits up to `timeout` for the broker's answer (Java sends it one-way; brokers
+/// answer it all the same), so the listener learns that it took effect.
 pub(crate) async fn answer_check(
     listener: Option<Arc<dyn TransactionListener>>,
     conn: Arc<Connection>,
     header: CheckTransactionStateRequestHeader,
     message: MessageExt,
+    timeout: std::time::Duration,
 ) {
     let group = message
         .property(property::PRODUCER_GROUP)
@@ -154,8 +197,8 @@ pub(crate) async fn answer_check(
         return;
     };
     let uniq = message.uniq_id().map(str::to_string);
-    let m = message.clone();
-    let state = tokio::task::spawn_blocking(move || listener.check_local_transaction(&m))
+    let (l, m) = (listener.clone(), message.clone());
+    let state = tokio::task::spawn_blocking(move || l.check_local_transaction(&m))
         .await
         .unwrap_or(LocalTransactionState::Unknown);
     let msg_id = uniq.clone().or(header.msg_id.clone()).unwrap_or_default();
@@ -170,9 +213,32 @@ pub(crate) async fn answer_check(
         transaction_id: header.transaction_id.clone().or(uniq),
     };
     let request = RemotingCommand::new_request(request::END_TRANSACTION, 0).with_header(&end);
-    if let Err(e) = conn.try_oneway(request) {
-        tracing::warn!(group, msg_id, error = %e, "answer CHECK_TRANSACTION_STATE");
+    let confirmed = if state == LocalTransactionState::Unknown {
+        if let Err(e) = conn.try_oneway(request) {
+            tracing::warn!(group, msg_id, error = %e, "answer CHECK_TRANSACTION_STATE");
+        }
+        false
     } else {
-        tracing::debug!(group, msg_id, state = ?state, "answered CHECK_TRANSACTION_STATE");
-    }
+        match conn.invoke(request, timeout).await {
+            Ok(r) if r.code == tributary_protocol::codes::response::SUCCESS => true,
+            Ok(r) => {
+                tracing::warn!(
+                    group,
+                    msg_id,
+                    code = r.code,
+                    remark = r.remark.as_deref().unwrap_or(""),
+                    "the broker refused the answer to CHECK_TRANSACTION_STATE"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(group, msg_id, error = %e, "answer CHECK_TRANSACTION_STATE");
+                false
+            }
+        }
+    };
+    tracing::debug!(group, msg_id, state = ?state, confirmed, "answered CHECK_TRANSACTION_STATE");
+    tokio::task::spawn_blocking(move || listener.check_answered(&message, state, confirmed))
+        .await
+        .unwrap_or(());
 }
