@@ -3,7 +3,8 @@
 //! progress file is never rewritten in that run, so the broker must find its copies in the
 //! commit log), and pending ones are delivered once; our client's ReconsumeLater goes through
 //! the broker's retry topic with growing reconsume times into the dead-letter topic, and
-//! `tributary dlq list|resend` shows it and sends it back to its topic.
+//! `tributary dlq list|resend` shows it and sends it back to its topic; with
+//! `filter_support_retry` retried messages meet the group's SQL92 filter of their topic.
 //!
 //! Every wait polls observable state until a deadline; nothing asserts on time.
 
@@ -20,6 +21,7 @@ use common::{TestServer, stored};
 use parking_lot::Mutex;
 use tributary_client::admin::{TopicSpec, TopicTarget};
 use tributary_client::consumer::Listener;
+use tributary_client::instance::PullArgs;
 use tributary_client::{
     Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumerConfig, Message,
     MessageExt, Producer, ProducerConfig, PushConsumer, Subscription,
@@ -421,4 +423,130 @@ async fn produce_sends_delayed_and_timer_messages() {
     }
     admin.shutdown().await;
     assert!(server.terminate().success());
+}
+
+/// What group `picky` (SQL92 `a > 6` on topic `Sq`, SQL92 `TRUE` on its retry topic) gets
+/// from its retry topic after `six` (a=6), `none` (no a) and `seven` (a=7) were sent back,
+/// on a broker with `filter_support_retry` as given: the bodies of a raw pull with the
+/// retry subscription, and of the push consumer's redeliveries once its offset passed them.
+async fn retried_with(filter_support_retry: bool) -> (Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let levels = vec!["100ms"; 18].join(" ");
+    let config = config_file(
+        dir.path(),
+        &format!("delay_levels = \"{levels}\"\nfilter_support_retry = {filter_support_retry}"),
+    );
+    let server = start(&dir.path().join("data"), &config);
+    let ns = server.namesrv.clone();
+    let admin = Admin::start(client(&ns)).await.expect("admin");
+    create_topic(&admin, &server, "Sq", 1).await;
+    let producer = Producer::start(client(&ns), ProducerConfig::new("sq-pg"))
+        .await
+        .expect("producer");
+    for (body, a) in [("six", Some("6")), ("none", None), ("seven", Some("7"))] {
+        let mut m = Message::new("Sq", body);
+        if let Some(a) = a {
+            m = m.with_property("a", a);
+        }
+        producer.send(m).await.expect("send");
+    }
+    // The group's filter changed after these were consumed and sent back (a > 5 then, say).
+    let retry_topic = "%RETRY%picky";
+    let retried: Deliveries = Arc::default();
+    let listener = {
+        let retried = retried.clone();
+        Listener::concurrently(move |messages: Arc<[MessageExt]>, _ctx| {
+            for m in messages.iter().filter(|m| m.reconsume_times > 0) {
+                let body = String::from_utf8_lossy(&m.body).into_owned();
+                retried
+                    .lock()
+                    .entry(body)
+                    .or_default()
+                    .push((m.reconsume_times, m.topic.clone()));
+            }
+            async { ConsumeConcurrentlyStatus::ConsumeSuccess }
+        })
+    };
+    let mut config = ConsumerConfig::new("picky");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.offset_persist_interval = Duration::from_millis(200);
+    let consumer = PushConsumer::start(
+        client(&ns),
+        config,
+        vec![
+            Subscription::sql92("Sq", "a > 6"),
+            Subscription::sql92(retry_topic, "TRUE"),
+        ],
+        listener,
+    )
+    .await
+    .expect("consumer");
+    wait_until("the three are stored", async || {
+        stored_count(&admin, "Sq").await == 3
+    })
+    .await;
+    for m in stored(&admin, "Sq").await {
+        admin
+            .instance()
+            .send_message_back(&m, "picky", 1, 16)
+            .await
+            .expect("send back");
+    }
+    wait_until("the three are in the retry topic", async || {
+        stored_count(&admin, retry_topic).await == 3
+    })
+    .await;
+    let queue = admin.topic_status(retry_topic).await.expect("status")[0]
+        .queue
+        .clone();
+    let pulled = admin
+        .instance()
+        .pull(
+            &queue,
+            &PullArgs {
+                group: "picky".into(),
+                offset: 0,
+                max_nums: 32,
+                expression: Some("TRUE".into()),
+                expression_type: "SQL92".into(),
+                sub_version: 0,
+                commit_offset: None,
+                suspend: None,
+            },
+        )
+        .await
+        .expect("pull");
+    assert_eq!(pulled.next_begin_offset, 3);
+    let pulled: Vec<String> = pulled
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    wait_until("the consumer's offset passes the retries", async || {
+        admin
+            .instance()
+            .query_consumer_offset(&queue, "picky")
+            .await
+            .is_ok_and(|o| o == Some(3))
+    })
+    .await;
+    let pushed = retried.lock().keys().cloned().collect();
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+    (pulled, pushed)
+}
+
+/// RocketMQ's `filterSupportRetry`: off, an SQL92 subscription to a retry topic is judged by
+/// its own expression (`TRUE`: everything comes back); on, each retried message must meet the
+/// group's SQL92 filter of the topic it came from (only `seven` has a > 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_support_retry_applies_the_original_topics_filter_to_retries() {
+    let (pulled, pushed) = retried_with(false).await;
+    assert_eq!(pulled, ["six", "none", "seven"]);
+    assert_eq!(pushed, ["none", "seven", "six"]);
+    let (pulled, pushed) = retried_with(true).await;
+    assert_eq!(pulled, ["seven"]);
+    assert_eq!(pushed, ["seven"]);
 }

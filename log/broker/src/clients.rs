@@ -186,6 +186,15 @@ impl ClientRegistry {
             .and_then(|g| g.subscriptions.get(topic).cloned())
     }
 
+    /// Every subscription of a group.
+    pub fn subscriptions(&self, group: &str) -> Vec<SubscriptionData> {
+        self.consumers
+            .lock()
+            .get(group)
+            .map(|g| g.subscriptions.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Names of the online consumer groups.
     pub fn consumer_groups(&self) -> Vec<String> {
         let mut v: Vec<String> = self.consumers.lock().keys().cloned().collect();

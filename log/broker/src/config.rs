@@ -68,6 +68,9 @@ pub struct BrokerConfig {
     pub transaction_check_interval_ms: u64,
     /// Checks of a transaction before it is discarded (`transactionCheckMax`).
     pub transaction_check_max: u32,
+    /// Judge messages pulled from a retry topic by an SQL92 subscription with the group's
+    /// SQL92 filter of their original topic (RocketMQ's `filterSupportRetry`).
+    pub filter_support_retry: bool,
 }
 
 impl Default for BrokerConfig {
@@ -98,6 +101,7 @@ impl Default for BrokerConfig {
             transaction_timeout_ms: 6_000,
             transaction_check_interval_ms: 60_000,
             transaction_check_max: 15,
+            filter_support_retry: false,
         }
     }
 }

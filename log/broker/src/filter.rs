@@ -1,13 +1,16 @@
 //! Server-side filtering of pulls, as RocketMQ's `ExpressionMessageFilter`: by tag hash code
 //! for expression type TAG (the client re-checks the tag strings exactly, hashes can
 //! collide), and by an SQL92 condition over the message properties for type SQL92
-//! ([`crate::sql92`]; such messages never reach the client).
+//! ([`crate::sql92`]; such messages never reach the client). With `filter_support_retry`, a
+//! pull of a retry topic by an SQL92 subscription is judged by the group's filters of the
+//! topics the messages came from ([`SubscriptionFilter::for_retry`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 use tributary_protocol::body::{HeartbeatData, SubscriptionData};
+use tributary_protocol::message::property;
 use tributary_store::MessageFilter;
 use tributary_store::record::java_string_hash;
 
@@ -96,6 +99,9 @@ pub enum SubscriptionFilter {
     Tag(TagFilter),
     /// Expression type SQL92.
     Sql92(Arc<Sql92Filter>),
+    /// A retry topic pulled with `filter_support_retry`: the SQL92 filter of each message's
+    /// original topic (`RETRY_TOPIC`), by topic; a topic not listed passes.
+    RetryOrigin(Arc<HashMap<String, Arc<Sql92Filter>>>),
 }
 
 impl SubscriptionFilter {
@@ -118,24 +124,53 @@ impl SubscriptionFilter {
     pub fn from_subscription(sub: &SubscriptionData) -> Result<Self, FilterError> {
         Self::parse(&sub.sub_string, Some(sub.expression_type.as_str()))
     }
+
+    /// RocketMQ's `filterSupportRetry` (`ExpressionForRetryMessageFilter`): an SQL92
+    /// subscription to a retry topic judges each message by the SQL92 filter its group has on
+    /// the topic the message came from (`group_subscriptions`, from heartbeats), not by its
+    /// own expression, so a retried message still meets the group's current filter; a
+    /// message from a topic the group does not filter by SQL92 passes. Tag subscriptions are
+    /// left as they are (Java's too: consumers subscribe to their retry topic with `*`).
+    pub fn for_retry(self, group_subscriptions: &[SubscriptionData]) -> Self {
+        if !matches!(self, Self::Sql92(_)) {
+            return self;
+        }
+        let by_topic: HashMap<String, Arc<Sql92Filter>> = group_subscriptions
+            .iter()
+            .filter_map(|sub| match Self::from_subscription(sub) {
+                Ok(Self::Sql92(f)) => Some((sub.topic.clone(), f)),
+                _ => None,
+            })
+            .collect();
+        Self::RetryOrigin(Arc::new(by_topic))
+    }
 }
 
 impl MessageFilter for SubscriptionFilter {
     fn matches_tags_code(&self, tags_code: i64) -> bool {
         match self {
             Self::Tag(f) => f.matches_tags_code(tags_code),
-            Self::Sql92(_) => true,
+            Self::Sql92(_) | Self::RetryOrigin(_) => true,
         }
     }
 
     fn filters_properties(&self) -> bool {
-        matches!(self, Self::Sql92(_))
+        match self {
+            Self::Tag(_) => false,
+            Self::Sql92(_) => true,
+            Self::RetryOrigin(by_topic) => !by_topic.is_empty(),
+        }
     }
 
     fn matches_properties(&self, properties: &str) -> bool {
         match self {
             Self::Tag(_) => true,
             Self::Sql92(f) => f.matches(properties),
+            Self::RetryOrigin(by_topic) => {
+                tributary_store::record::property(properties, property::RETRY_TOPIC)
+                    .and_then(|topic| by_topic.get(topic))
+                    .is_none_or(|f| f.matches(properties))
+            }
         }
     }
 }
@@ -221,5 +256,66 @@ mod tests {
             "{err}"
         );
         assert!(SubscriptionFilter::parse("x", Some("CLASS")).is_err());
+    }
+
+    #[test]
+    fn retries_meet_the_filter_of_their_original_topic() {
+        let sub = |topic: &str, expression: &str, kind: &str| SubscriptionData {
+            class_filter_mode: false,
+            topic: topic.into(),
+            sub_string: expression.into(),
+            tags_set: Vec::new(),
+            code_set: Vec::new(),
+            sub_version: 0,
+            expression_type: kind.into(),
+            filter_class_source: None,
+        };
+        let group = [
+            sub("Orders", "a > 5", "SQL92"),
+            sub("Tagged", "TagA", "TAG"),
+            sub("%RETRY%g", "TRUE", "SQL92"),
+        ];
+        let retry = |origin: Option<&str>, a: &str| {
+            let mut props = vec![(property::RETRY_TOPIC, origin.unwrap_or("")), ("a", a)];
+            if origin.is_none() {
+                props.remove(0);
+            }
+            tributary_store::record::encode_properties(props)
+        };
+        let own = SubscriptionFilter::parse("TRUE", Some("SQL92")).expect("parses");
+        let f = own.clone().for_retry(&group);
+        assert!(f.filters_properties());
+        assert!(f.matches_properties(&retry(Some("Orders"), "6")));
+        assert!(
+            !f.matches_properties(&retry(Some("Orders"), "5")),
+            "Orders' filter"
+        );
+        assert!(
+            !f.matches_properties(&retry(Some("Orders"), "x")),
+            "failed evaluation"
+        );
+        assert!(
+            f.matches_properties(&retry(Some("Tagged"), "1")),
+            "no SQL92 filter"
+        );
+        assert!(
+            f.matches_properties(&retry(Some("Other"), "1")),
+            "not subscribed"
+        );
+        assert!(f.matches_properties(&retry(None, "1")), "no RETRY_TOPIC");
+        assert!(
+            own.matches_properties(&retry(Some("Orders"), "5")),
+            "without the switch"
+        );
+        let tag = SubscriptionFilter::parse("*", None).expect("parses");
+        assert!(
+            !tag.for_retry(&group).filters_properties(),
+            "tags stay tags"
+        );
+        let none = own.for_retry(&[]);
+        assert!(
+            !none.filters_properties(),
+            "a group without SQL92 filters takes all"
+        );
     }
 }

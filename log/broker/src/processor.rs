@@ -444,7 +444,12 @@ impl Broker {
     async fn pull(&self, request: &RemotingCommand) -> Reply {
         let header: PullMessageRequestHeader = request.decode_header()?;
         self.readable_topic(&header.topic, header.queue_id)?;
-        let filter = self.pull_filter(&header)?;
+        let mut filter = self.pull_filter(&header)?;
+        if let Some(group) = header.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX)
+            && self.config.filter_support_retry
+        {
+            filter = filter.for_retry(&self.clients.subscriptions(group));
+        }
         if sysflag::pull::has(header.sys_flag, sysflag::pull::COMMIT_OFFSET)
             && header.commit_offset >= 0
         {
