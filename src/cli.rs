@@ -252,12 +252,17 @@ after the group's maximum number of retries (16 by default) it goes to the dead-
 came from and how often they were consumed. `dlq resend` sends them again, as new messages
 with the same body, tags, keys and properties, to the topic they came from, where every
 consumer group sees them again. A dead-letter topic is a log: re-sent messages stay in it.
+A dead letter counts as re-sent once its topic holds a copy of it (same message id) stored
+after it: `dlq list` shows when, and `dlq resend` skips it unless --again is given, so running
+`dlq resend --all` twice sends each letter once. A message that fails again and dies again is a
+new dead letter.
 
 Examples:
   tributary dlq list --group audit
   tributary dlq list --group audit --json | jq '.messages[].msg_id'
   tributary dlq resend --group audit --msg-id 7F0000014675ECEBBFDF697521E00000
-  tributary dlq resend --group audit --all";
+  tributary dlq resend --group audit --all
+  tributary dlq resend --group audit --msg-id 7F0000014675ECEBBFDF697521E00000 --again";
 
 /// `NAME=VALUE` of `produce --property`.
 /// `--delay`: one delay with its unit, as in `broker.delay_levels`.
@@ -635,6 +640,9 @@ pub struct DlqResendArgs {
     /// Re-send every message in the dead-letter topic.
     #[arg(long)]
     pub all: bool,
+    /// Also re-send dead letters that were re-sent before (skipped otherwise).
+    #[arg(long)]
+    pub again: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }

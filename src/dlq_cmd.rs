@@ -2,6 +2,12 @@
 //! `%DLQ%<group>`, read with a tools group that commits nothing, and sent again to the topic
 //! they came from, their `RETRY_TOPIC` property, with tributary-client's [`Producer`]), and
 //! `tributary group config` (the group's `retryMaxTimes` on the brokers).
+//!
+//! Whether a dead letter was re-sent is read from the log, not kept anywhere: a re-sent copy
+//! keeps the letter's message id, so the letter was re-sent when its topic's index holds a copy
+//! with that id stored after the letter. (RocketMQ's tools keep no record: `mqadmin
+//! queryMsgById -s` and the dashboard's resend leave the letter as it was, and resend it again
+//! when asked again.)
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -124,10 +130,12 @@ struct DeadLetter {
     tags: Option<String>,
     keys: Vec<String>,
     body: String,
+    /// When it was re-sent (store time of the first copy in its topic after it), if it was.
+    resent: Option<String>,
 }
 
 impl DeadLetter {
-    fn of(m: &MessageExt) -> Self {
+    fn of(m: &MessageExt, resent_ms: Option<i64>) -> Self {
         Self {
             broker: m.broker_name.clone(),
             queue_id: m.queue_id,
@@ -141,8 +149,33 @@ impl DeadLetter {
             tags: m.tags().map(String::from),
             keys: m.keys().into_iter().map(String::from).collect(),
             body: printable(&m.body),
+            resent: resent_ms.map(format_time_ms),
         }
     }
+}
+
+/// When dead letter `m` was sent again to its topic: the store time of the first copy with its
+/// message id stored there after it. `None` when there is none (or the letter names no topic,
+/// or the topic is gone).
+async fn resent_at(admin: &Admin, m: &MessageExt) -> Result<Option<i64>> {
+    let Some(topic) = m.property(property::RETRY_TOPIC) else {
+        return Ok(None);
+    };
+    let copies = match admin.query_message_by_unique_key(topic, m.msg_id()).await {
+        Ok(copies) => copies,
+        Err(ClientError::NoRoute { .. }) => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "look for re-sent copies of {} in {topic}",
+                m.msg_id()
+            )));
+        }
+    };
+    Ok(copies
+        .iter()
+        .map(|c| c.store_timestamp)
+        .filter(|t| *t > m.store_timestamp)
+        .min())
 }
 
 #[derive(Debug, Serialize)]
@@ -154,10 +187,14 @@ struct DeadLetters {
 
 async fn list(admin: &Admin, args: &DlqListArgs) -> Result<()> {
     let messages = dead_letters(admin, &args.group, args.max_messages).await?;
+    let mut letters = Vec::with_capacity(messages.len());
+    for m in &messages {
+        letters.push(DeadLetter::of(m, resent_at(admin, m).await?));
+    }
     let listed = DeadLetters {
         group: args.group.clone(),
         topic: dlq_topic(&args.group),
-        messages: messages.iter().map(DeadLetter::of).collect(),
+        messages: letters,
     };
     if args.client.json {
         return print_json(&listed);
@@ -172,6 +209,7 @@ async fn list(admin: &Admin, args: &DlqListArgs) -> Result<()> {
         "TOPIC",
         ">RECONSUMED",
         "STORED",
+        "RE-SENT",
         "TAGS",
         "BODY",
     ]);
@@ -183,6 +221,7 @@ async fn list(admin: &Admin, args: &DlqListArgs) -> Result<()> {
             d.topic.clone().unwrap_or_else(|| "-".into()),
             d.reconsume_times.to_string(),
             d.stored.clone(),
+            d.resent.clone().unwrap_or_else(|| "-".into()),
             d.tags.clone().unwrap_or_default(),
             d.body.clone(),
         ]);
@@ -226,32 +265,59 @@ struct Resent {
     queue_offset: i64,
 }
 
+/// A dead letter `resend` left alone because it was re-sent before.
+#[derive(Debug, Serialize)]
+struct Skipped {
+    msg_id: String,
+    topic: Option<String>,
+    resent: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ResendReport {
+    group: String,
+    resent: Vec<Resent>,
+    skipped: Vec<Skipped>,
+}
+
+/// The dead letters `args` names: every one with `--all`, else those with the given ids.
+fn choose<'a>(all: &'a [MessageExt], args: &DlqResendArgs) -> Result<Vec<&'a MessageExt>> {
+    if args.all {
+        return Ok(all.iter().collect());
+    }
+    let mut chosen = Vec::new();
+    for id in &args.msg_id {
+        let found: Vec<&MessageExt> = all
+            .iter()
+            .filter(|m| m.msg_id() == id || m.offset_msg_id == *id)
+            .collect();
+        if found.is_empty() {
+            anyhow::bail!(
+                "no dead letter of group {} has message id {id} (see `tributary dlq list --group {}`)",
+                args.group,
+                args.group
+            );
+        }
+        chosen.extend(found);
+    }
+    Ok(chosen)
+}
+
 async fn resend(admin: &Admin, args: &DlqResendArgs) -> Result<()> {
     let all = dead_letters(admin, &args.group, u64::MAX).await?;
-    let chosen: Vec<&MessageExt> = if args.all {
-        all.iter().collect()
-    } else {
-        let mut chosen = Vec::new();
-        for id in &args.msg_id {
-            let found: Vec<&MessageExt> = all
-                .iter()
-                .filter(|m| m.msg_id() == id || m.offset_msg_id == *id)
-                .collect();
-            if found.is_empty() {
-                anyhow::bail!(
-                    "no dead letter of group {} has message id {id} (see `tributary dlq list --group {}`)",
-                    args.group,
-                    args.group
-                );
-            }
-            chosen.extend(found);
+    let mut messages = Vec::new();
+    let mut skipped = Vec::new();
+    for m in choose(&all, args)? {
+        let message = resent(m)?;
+        match resent_at(admin, m).await? {
+            Some(at) if !args.again => skipped.push(Skipped {
+                msg_id: m.msg_id().to_owned(),
+                topic: Some(message.topic),
+                resent: format_time_ms(at),
+            }),
+            _ => messages.push(message),
         }
-        chosen
-    };
-    let messages = chosen
-        .iter()
-        .map(|m| resent(m))
-        .collect::<Result<Vec<_>>>()?;
+    }
     let mut done = Vec::new();
     if !messages.is_empty() {
         let producer =
@@ -277,11 +343,16 @@ async fn resend(admin: &Admin, args: &DlqResendArgs) -> Result<()> {
         }
         producer.shutdown().await;
     }
+    let report = ResendReport {
+        group: args.group.clone(),
+        resent: done,
+        skipped,
+    };
     if args.client.json {
-        return print_json(&done);
+        return print_json(&report);
     }
     let mut table = Table::new(&["MSG ID", "TOPIC", "QUEUE", ">OFFSET"]);
-    for r in &done {
+    for r in &report.resent {
         table.row(vec![
             r.msg_id.clone(),
             r.topic.clone(),
@@ -289,15 +360,30 @@ async fn resend(admin: &Admin, args: &DlqResendArgs) -> Result<()> {
             r.queue_offset.to_string(),
         ]);
     }
-    if !done.is_empty() {
+    if !report.resent.is_empty() {
         table.print()?;
     }
-    crate::output::print_text(&format!(
-        "Re-sent {} dead letter{} of group {}.\n",
-        done.len(),
-        if done.len() == 1 { "" } else { "s" },
+    let n = report.resent.len();
+    let mut text = format!(
+        "Re-sent {n} dead letter{} of group {}.\n",
+        if n == 1 { "" } else { "s" },
         args.group
-    ))
+    );
+    if !report.skipped.is_empty() {
+        let k = report.skipped.len();
+        let which: Vec<String> = report
+            .skipped
+            .iter()
+            .map(|s| format!("{} (re-sent {})", s.msg_id, s.resent))
+            .collect();
+        text.push_str(&format!(
+            "Skipped {k} dead letter{} re-sent before: {}; --again sends {} once more.\n",
+            if k == 1 { "" } else { "s" },
+            which.join(", "),
+            if k == 1 { "it" } else { "them" }
+        ));
+    }
+    crate::output::print_text(&text)
 }
 
 #[derive(Debug, Serialize)]

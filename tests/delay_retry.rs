@@ -212,6 +212,15 @@ fn dlq_json(namesrv: &str, group: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("dlq list --json")
 }
 
+/// `dlq resend --msg-id id` for `group`, which must re-send exactly one letter.
+fn resend_one(namesrv: &str, group: &str, id: &str, extra: &[&str]) {
+    let mut args = vec!["dlq", "resend", "--group", group, "--msg-id", id];
+    args.extend_from_slice(extra);
+    let out = cli_ok(namesrv, &args);
+    let expected = format!("Re-sent 1 dead letter of group {group}");
+    assert!(out.contains(&expected), "{out}");
+}
+
 /// Per body, the (reconsume times, topic) of each delivery.
 type Deliveries = Arc<Mutex<BTreeMap<String, Vec<(i32, String)>>>>;
 
@@ -313,21 +322,7 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
 
     // Fixed: send it back to its topic, where it is consumed as a new message.
     fixed.store(true, Ordering::SeqCst);
-    let out = cli_ok(
-        &ns,
-        &[
-            "dlq",
-            "resend",
-            "--group",
-            "workers",
-            "--msg-id",
-            &bad.msg_id,
-        ],
-    );
-    assert!(
-        out.contains("Re-sent 1 dead letter of group workers"),
-        "{out}"
-    );
+    resend_one(&ns, "workers", &bad.msg_id, &[]);
     wait_until("the re-sent message is consumed", async || {
         deliveries.lock().get("bad-1").is_some_and(|d| d.len() == 4)
     })
@@ -342,6 +337,68 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     assert_eq!(again.tags(), Some("T1"));
     assert_eq!(again.keys(), ["k-bad"]);
     assert_eq!(again.property("RETRY_TOPIC"), None);
+
+    // Re-sent letters are known from the log: a second `--all` skips this one, `--again`
+    // sends it once more, and a copy that dies again is a new letter, re-sent by `--all`.
+    wait_until("dlq list shows the letter as re-sent", async || {
+        dlq_json(&ns, "workers")["messages"][0]["resent"].is_string()
+    })
+    .await;
+    let resend_all = || {
+        let text = cli_ok(
+            &ns,
+            &["dlq", "resend", "--group", "workers", "--all", "--json"],
+        );
+        serde_json::from_str::<serde_json::Value>(&text).expect("dlq resend --json")
+    };
+    let report = resend_all();
+    assert_eq!(
+        report["resent"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(
+        report["skipped"][0]["msg_id"],
+        bad.msg_id.as_str(),
+        "{report}"
+    );
+    let text = cli_ok(&ns, &["dlq", "resend", "--group", "workers", "--all"]);
+    assert!(
+        text.contains("Re-sent 0 dead letters of group workers.")
+            && text.contains("Skipped 1 dead letter re-sent before: ")
+            && text.contains("--again sends it once more."),
+        "{text}"
+    );
+    fixed.store(false, Ordering::SeqCst);
+    resend_one(&ns, "workers", &bad.msg_id, &["--again"]);
+    wait_until("the copy dies again", async || {
+        dlq_json(&ns, "workers")["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    let listed = dlq_json(&ns, "workers");
+    assert!(listed["messages"][0]["resent"].is_string(), "{listed}");
+    assert!(listed["messages"][1]["resent"].is_null(), "{listed}");
+    fixed.store(true, Ordering::SeqCst);
+    let report = resend_all();
+    assert_eq!(
+        report["resent"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(
+        report["skipped"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    wait_until("the new letter's copy is consumed", async || {
+        deliveries
+            .lock()
+            .get("bad-1")
+            .is_some_and(|d| d.last() == Some(&(0, work.clone())) && d.len() == 8)
+    })
+    .await;
 
     // Unknown ids fail; a group without dead letters has none.
     let out = cli(
