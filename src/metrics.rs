@@ -222,6 +222,26 @@ impl Collector for BrokerCollector {
                 load(&s.dead_letters),
             ),
             (
+                "replies_pushed",
+                "Replies (SEND_REPLY_MESSAGE) pushed to their requester and acknowledged",
+                load(&s.replies_pushed),
+            ),
+            (
+                "replies_requester_missing",
+                "Replies whose requester is not connected to this broker (answered SYSTEM_ERROR)",
+                load(&s.replies_requester_missing),
+            ),
+            (
+                "reply_push_failures",
+                "Replies whose push to a connected requester failed or was refused",
+                load(&s.reply_push_failures),
+            ),
+            (
+                "replies_stored",
+                "Replies stored in their topic (broker.store_reply_messages)",
+                load(&s.replies_stored),
+            ),
+            (
                 "delayed_delivered",
                 "Delayed and timer messages delivered to their topics",
                 load(&d.delivered),

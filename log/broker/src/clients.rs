@@ -56,21 +56,55 @@ impl ConsumerGroup {
     }
 }
 
+/// Producer groups with their clients, and the latest channel of each producer client id
+/// (Java's `clientChannelTable`), so that a reply finds its requester without a scan.
+#[derive(Debug, Default)]
+struct Producers {
+    groups: HashMap<String, HashMap<u64, ClientChannel>>,
+    by_client: HashMap<String, ClientChannel>,
+}
+
+impl Producers {
+    /// Forgets client ids whose connection is no longer in any producer group.
+    fn prune_index(&mut self) {
+        let live: std::collections::HashSet<u64> = self
+            .groups
+            .values()
+            .flat_map(|g| g.keys().copied())
+            .collect();
+        self.by_client.retain(|_, c| live.contains(&c.conn.id()));
+    }
+}
+
 /// Every producer and consumer group with its live clients.
 #[derive(Debug, Default)]
 pub struct ClientRegistry {
     consumers: Mutex<HashMap<String, ConsumerGroup>>,
-    producers: Mutex<HashMap<String, HashMap<u64, ClientChannel>>>,
+    producers: Mutex<Producers>,
 }
 
 impl ClientRegistry {
     /// Records a producer heartbeat.
     pub fn register_producer(&self, group: &str, channel: ClientChannel) {
-        self.producers
-            .lock()
+        let mut producers = self.producers.lock();
+        producers
+            .by_client
+            .insert(channel.client_id.clone(), channel.clone());
+        producers
+            .groups
             .entry(group.to_string())
             .or_default()
             .insert(channel.conn.id(), channel);
+    }
+
+    /// The open connection of a producer client (the requester a reply is pushed to).
+    pub fn find_producer(&self, client_id: &str) -> Option<ClientChannel> {
+        self.producers
+            .lock()
+            .by_client
+            .get(client_id)
+            .filter(|c| !c.conn.is_closed())
+            .cloned()
     }
 
     /// Records a consumer heartbeat. Returns the group's connections to notify when its set
@@ -130,11 +164,12 @@ impl ClientRegistry {
     /// Removes a producer's connection from a group.
     pub fn unregister_producer(&self, group: &str, conn_id: u64) {
         let mut producers = self.producers.lock();
-        if let Some(g) = producers.get_mut(group) {
+        if let Some(g) = producers.groups.get_mut(group) {
             g.remove(&conn_id);
             if g.is_empty() {
-                producers.remove(group);
+                producers.groups.remove(group);
             }
+            producers.prune_index();
         }
     }
 
@@ -166,10 +201,12 @@ impl ClientRegistry {
             !g.channels.is_empty()
         });
         drop(consumers);
-        self.producers.lock().retain(|_, g| {
+        let mut producers = self.producers.lock();
+        producers.groups.retain(|_, g| {
             g.retain(|id, c| !gone(id, c));
             !g.is_empty()
         });
+        producers.prune_index();
         changed
     }
 
@@ -206,6 +243,7 @@ impl ClientRegistry {
     pub fn producers_of(&self, group: &str) -> Vec<ClientChannel> {
         self.producers
             .lock()
+            .groups
             .get(group)
             .map(|g| g.values().cloned().collect())
             .unwrap_or_default()

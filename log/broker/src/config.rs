@@ -71,6 +71,12 @@ pub struct BrokerConfig {
     /// Judge messages pulled from a retry topic by an SQL92 subscription with the group's
     /// SQL92 filter of their original topic (RocketMQ's `filterSupportRetry`).
     pub filter_support_retry: bool,
+    /// Also store each reply (SEND_REPLY_MESSAGE) in its topic after pushing it to the
+    /// requester (RocketMQ's `storeReplyMessageEnable`).
+    pub store_reply_messages: bool,
+    /// Longest wait for a requester to acknowledge a reply pushed to it
+    /// (PUSH_REPLY_MESSAGE_TO_CLIENT), ms.
+    pub reply_push_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -102,6 +108,8 @@ impl Default for BrokerConfig {
             transaction_check_interval_ms: 60_000,
             transaction_check_max: 15,
             filter_support_retry: false,
+            store_reply_messages: true,
+            reply_push_timeout_ms: 3_000,
         }
     }
 }
@@ -120,6 +128,12 @@ impl BrokerConfig {
             return Err(format!(
                 "broker.timer_max_delay_secs: {} is out of range 1..=31622400 (one year)",
                 self.timer_max_delay_secs
+            ));
+        }
+        if !(1..=600_000).contains(&self.reply_push_timeout_ms) {
+            return Err(format!(
+                "broker.reply_push_timeout_ms: {} is out of range 1..=600000",
+                self.reply_push_timeout_ms
             ));
         }
         if !(0..=10_000).contains(&self.max_reconsume_times) {

@@ -121,6 +121,9 @@ impl Broker {
         let reply = match request.code {
             rq::SEND_MESSAGE | rq::SEND_MESSAGE_V2 => self.send(conn, &request).await,
             rq::SEND_BATCH_MESSAGE => self.send_batch(conn, &request).await,
+            rq::SEND_REPLY_MESSAGE | rq::SEND_REPLY_MESSAGE_V2 => {
+                self.send_reply(conn, &request).await
+            }
             rq::END_TRANSACTION => self.end_transaction(&request).await,
             rq::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&request).await,
             rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group_config(&request).await,
@@ -166,7 +169,7 @@ impl Broker {
 
     /// Checks a send's topic and queue, creating the topic from its template when allowed;
     /// returns the queue to write.
-    fn send_target(&self, header: &SendMessageRequestHeader) -> Result<i32, Refusal> {
+    pub(crate) fn send_target(&self, header: &SendMessageRequestHeader) -> Result<i32, Refusal> {
         if let Some(why) = invalid_topic_name(&header.topic) {
             return Err(Refusal::new(rs::SYSTEM_ERROR, why));
         }
@@ -229,7 +232,7 @@ impl Broker {
         Ok(())
     }
 
-    fn new_message(
+    pub(crate) fn new_message(
         header: &SendMessageRequestHeader,
         queue_id: i32,
         conn: &Connection,
@@ -263,7 +266,7 @@ impl Broker {
         Refusal::new(code, e.to_string())
     }
 
-    fn send_response(
+    pub(crate) fn send_response(
         &self,
         request: &RemotingCommand,
         code: i32,
@@ -318,6 +321,13 @@ impl Broker {
             request.body.clone(),
             header.properties.clone().unwrap_or_default(),
         );
+        // Every stored message names its cluster, as Java's broker writes it: a replier
+        // builds its reply's topic (`<cluster>_REPLY_TOPIC`) from it.
+        set_property(
+            &mut message.properties,
+            property::CLUSTER,
+            &self.config.cluster_name,
+        );
         let half = crate::transaction::is_half(header.sys_flag, &message.properties)
             .then(|| crate::transaction::to_half(&mut message, &header.producer_group));
         if half.is_none() {
@@ -369,7 +379,9 @@ impl Broker {
         }
         let messages: Vec<NewMessage> = batch
             .into_iter()
-            .map(|m| {
+            .map(|mut m| {
+                m.properties
+                    .insert(property::CLUSTER.into(), self.config.cluster_name.clone());
                 let properties = encode_properties(&m.properties);
                 Self::new_message(&header, queue_id, conn, m.flag, m.body, properties)
             })
@@ -950,6 +962,25 @@ impl Broker {
     }
 }
 
+/// Sets one property in an encoded properties string, appending it when absent (the usual
+/// case, with no decoding) and replacing its value otherwise.
+pub(crate) fn set_property(properties: &mut String, name: &str, value: &str) {
+    use tributary_protocol::message::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+    if tributary_store::record::property(properties, name).is_some() {
+        let mut decoded = tributary_protocol::message::decode_properties(properties);
+        decoded.insert(name.to_owned(), value.to_owned());
+        *properties = encode_properties(&decoded);
+        return;
+    }
+    if !properties.is_empty() && !properties.ends_with(PROPERTY_SEPARATOR) {
+        properties.push(PROPERTY_SEPARATOR);
+    }
+    properties.push_str(name);
+    properties.push(NAME_VALUE_SEPARATOR);
+    properties.push_str(value);
+    properties.push(PROPERTY_SEPARATOR);
+}
+
 /// The pull response code of a store outcome, as the Java broker maps `GetMessageStatus`.
 fn pull_code(status: GetStatus, requested: i64) -> i32 {
     match status {
@@ -970,6 +1001,24 @@ fn pull_code(status: GetStatus, requested: i64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_property_appends_or_replaces() {
+        let cases = [
+            ("", "CLUSTER\u{1}c\u{2}"),
+            ("A\u{1}1\u{2}", "A\u{1}1\u{2}CLUSTER\u{1}c\u{2}"),
+            ("A\u{1}1", "A\u{1}1\u{2}CLUSTER\u{1}c\u{2}"),
+            (
+                "CLUSTER\u{1}old\u{2}A\u{1}1\u{2}",
+                "A\u{1}1\u{2}CLUSTER\u{1}c\u{2}",
+            ),
+        ];
+        for (before, after) in cases {
+            let mut p = before.to_owned();
+            set_property(&mut p, "CLUSTER", "c");
+            assert_eq!(p, after, "{before:?}");
+        }
+    }
 
     #[test]
     fn store_outcomes_map_to_java_pull_codes() {

@@ -27,6 +27,15 @@ pub struct BrokerStats {
     pub sent_back: AtomicU64,
     /// Messages sent back that went to a dead-letter topic.
     pub dead_letters: AtomicU64,
+    /// Replies (SEND_REPLY_MESSAGE) pushed to their requester and acknowledged.
+    pub replies_pushed: AtomicU64,
+    /// Replies whose requester is not connected to this broker as a producer (or that name
+    /// no requester): answered SYSTEM_ERROR, as the Java broker does.
+    pub replies_requester_missing: AtomicU64,
+    /// Replies whose push to a connected requester failed or was refused.
+    pub reply_push_failures: AtomicU64,
+    /// Replies stored in their topic (`store_reply_messages`).
+    pub replies_stored: AtomicU64,
 }
 
 impl BrokerStats {

@@ -79,6 +79,7 @@ impl TopicManager {
             topic(SELF_TEST_TOPIC, 1, rw),
             topic(cluster_name, 16, rw),
             topic(broker_name, 1, rw),
+            topic(&crate::reply::reply_topic(cluster_name), 1, rw),
         ];
         for t in system {
             state.topic_config_table.insert(t.topic_name.clone(), t);

@@ -12,6 +12,7 @@ mod namesrv;
 mod offset;
 mod pull;
 mod query;
+mod reply;
 mod reset;
 mod send;
 mod topic;
@@ -39,6 +40,7 @@ pub use offset::{
 };
 pub use pull::{PullMessageRequestHeader, PullMessageResponseHeader};
 pub use query::{QueryMessageRequestHeader, QueryMessageResponseHeader, ViewMessageRequestHeader};
+pub use reply::ReplyMessageRequestHeader;
 pub use reset::ResetOffsetRequestHeader;
 pub use send::{
     ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
