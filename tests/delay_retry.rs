@@ -17,18 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, stored};
+use common::{TestServer, create_topic_routed, stored, wait_until};
 use parking_lot::Mutex;
-use tributary_client::admin::{TopicSpec, TopicTarget};
 use tributary_client::consumer::Listener;
 use tributary_client::instance::PullArgs;
 use tributary_client::{
     Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumerConfig, Message,
     MessageExt, Producer, ProducerConfig, PushConsumer, Subscription,
 };
-
-/// Deadline of every wait.
-const DEADLINE: Duration = Duration::from_secs(60);
 
 fn client(namesrv: &str) -> ClientConfig {
     let mut config = ClientConfig::new(namesrv);
@@ -48,32 +44,6 @@ fn config_file(dir: &Path, broker_section: &str) -> PathBuf {
 fn start(data: &Path, config: &Path) -> TestServer {
     let config = config.to_str().expect("utf-8 path");
     TestServer::start(data, &["--config", config])
-}
-
-async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn create_topic(admin: &Admin, server: &TestServer, topic: &str, queues: i32) {
-    let target = TopicTarget::Broker(server.broker.clone());
-    wait_until("the topic is created and routed", async || {
-        admin
-            .create_topic(&TopicSpec::new(topic, queues), &target)
-            .await
-            .is_ok()
-            && admin
-                .topic_route(topic)
-                .await
-                .is_ok_and(|r| !r.queue_datas.is_empty())
-    })
-    .await;
 }
 
 async fn stored_count(admin: &Admin, topic: &str) -> i64 {
@@ -105,7 +75,7 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
     let data = dir.path().join("data");
     let server = start(&data, &config);
     let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
-    create_topic(&admin, &server, "Later", 4).await;
+    create_topic_routed(&admin, &server, "Later", 4).await;
     let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("later-pg"))
         .await
         .expect("producer");
@@ -232,7 +202,7 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     let server = start(&dir.path().join("data"), &config);
     let ns = server.namesrv.clone();
     let admin = Admin::start(client(&ns)).await.expect("admin");
-    create_topic(&admin, &server, "Work", 2).await;
+    create_topic_routed(&admin, &server, "Work", 2).await;
 
     let deliveries: Deliveries = Arc::default();
     let fixed = Arc::new(AtomicBool::new(false));
@@ -439,7 +409,7 @@ async fn produce_sends_delayed_and_timer_messages() {
     let server = start(&dir.path().join("data"), &config);
     let ns = server.namesrv.clone();
     let admin = Admin::start(client(&ns)).await.expect("admin");
-    create_topic(&admin, &server, "Soon", 1).await;
+    create_topic_routed(&admin, &server, "Soon", 1).await;
     let produce = |args: &[&str], line: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
             .args(["produce", "--topic", "Soon", "--quiet"])

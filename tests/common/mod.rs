@@ -242,3 +242,41 @@ pub fn metric(server: &TestServer, name: &str) -> Option<f64> {
         .find(|(n, _)| *n == name)
         .and_then(|(_, v)| v.trim().parse().ok())
 }
+
+/// How long [`wait_until`] waits.
+pub const WAIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `check` every 50 ms until it holds; fails the test after [`WAIT_DEADLINE`].
+pub async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT_DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates `topic` with `queues` queues on the server's broker and waits until the
+/// NameServer routes it.
+pub async fn create_topic_routed(
+    admin: &tributary_client::Admin,
+    server: &TestServer,
+    topic: &str,
+    queues: i32,
+) {
+    use tributary_client::admin::{TopicSpec, TopicTarget};
+    let target = TopicTarget::Broker(server.broker.clone());
+    wait_until("the topic is created and routed", async || {
+        admin
+            .create_topic(&TopicSpec::new(topic, queues), &target)
+            .await
+            .is_ok()
+            && admin
+                .topic_route(topic)
+                .await
+                .is_ok_and(|r| !r.queue_datas.is_empty())
+    })
+    .await;
+}

@@ -64,6 +64,19 @@ pub enum ClientError {
         /// The configured send timeout.
         timeout: Duration,
     },
+    /// A request was sent, but no reply came within its timeout (Java's
+    /// `RequestTimeoutException`).
+    #[error(
+        "request to {topic} was sent, but no reply came within {timeout:?} (correlation id {correlation_id})"
+    )]
+    RequestTimeout {
+        /// The request's topic.
+        topic: String,
+        /// The request's `CORRELATION_ID`.
+        correlation_id: String,
+        /// The request's timeout.
+        timeout: Duration,
+    },
     /// A caller error: a bad topic, an empty batch, a message too large, ...
     #[error("invalid argument: {reason}")]
     InvalidArgument {

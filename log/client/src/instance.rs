@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_protocol::RemotingCommand;
@@ -101,6 +101,11 @@ struct Inner {
     /// Transaction listeners by producer group.
     tx_listeners: Mutex<HashMap<String, Arc<dyn crate::producer::TransactionListener>>>,
     consumers: Mutex<BTreeMap<String, Weak<dyn ConsumerMember>>>,
+    /// Requests waiting for their reply, by correlation id (Java's `RequestFutureHolder`).
+    requests: Mutex<HashMap<String, oneshot::Sender<MessageExt>>>,
+    /// Per broker address, the id of the connection that last carried a heartbeat: a request
+    /// first heartbeats on a connection that has not, so the broker can push the reply.
+    heartbeat_conns: Mutex<HashMap<String, u64>>,
     rebalance: Notify,
     ids: UniqIdGenerator,
     tracker: TaskTracker,
@@ -128,7 +133,10 @@ impl Handler for ClientHandler {
             (request::CHECK_TRANSACTION_STATE, Some(inner)) => {
                 return check_transaction_state(&inner, conn, request);
             }
-            // Later: GET_CONSUMER_RUNNING_INFO, PUSH_REPLY_MESSAGE_TO_CLIENT (request-reply).
+            (request::PUSH_REPLY_MESSAGE_TO_CLIENT, Some(inner)) => {
+                crate::producer::reply::receive_reply(&ClientInstance { inner }, conn, &request)
+            }
+            // Later: GET_CONSUMER_RUNNING_INFO.
             _ => not_supported(&request),
         };
         Box::pin(std::future::ready(Some(answer)))
@@ -166,6 +174,21 @@ fn check_transaction_state(
         crate::producer::transaction::answer_check(listener, conn, header, message, timeout).await;
         None
     })
+}
+
+/// A request waiting for its reply (see [`ClientInstance::register_request`]).
+pub(crate) struct PendingReply {
+    instance: Weak<Inner>,
+    correlation_id: String,
+    pub(crate) rx: oneshot::Receiver<MessageExt>,
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        if let Some(inner) = self.instance.upgrade() {
+            inner.requests.lock().remove(&self.correlation_id);
+        }
+    }
 }
 
 static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -268,6 +291,8 @@ impl ClientInstance {
             producers: Mutex::default(),
             tx_listeners: Mutex::default(),
             consumers: Mutex::default(),
+            requests: Mutex::default(),
+            heartbeat_conns: Mutex::default(),
             rebalance: Notify::new(),
             ids: UniqIdGenerator::new(client_ip),
             tracker: TaskTracker::new(),
@@ -808,15 +833,97 @@ impl ClientInstance {
             .map(|(_, _, addr)| addr)
             .collect();
         let sends = targets.iter().map(|addr| {
-            let request =
-                RemotingCommand::new_request(request::HEART_BEAT, 0).with_body(body.clone());
+            let body = body.clone();
             async move {
-                if let Err(e) = self.request(addr, request).await {
+                if let Err(e) = self.heartbeat_to(addr, body).await {
                     tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
                 }
             }
         });
         futures_util::future::join_all(sends).await;
+    }
+
+    /// Sends one heartbeat to `addr` and remembers the connection that carried it.
+    async fn heartbeat_to(&self, addr: &str, body: bytes::Bytes) -> Result<()> {
+        if self.is_shut_down() {
+            return Err(ClientError::Shutdown {
+                what: "client instance",
+            });
+        }
+        let timeout = self.inner.config.request_timeout;
+        let conn = tokio::time::timeout(timeout, self.inner.remoting.connection(addr))
+            .await
+            .map_err(|_| tributary_remoting::RemotingError::Timeout {
+                code: request::HEART_BEAT,
+                addr: addr.to_owned(),
+                timeout,
+            })??;
+        let request = RemotingCommand::new_request(request::HEART_BEAT, 0).with_body(body);
+        let response = conn.invoke(request, timeout).await?;
+        expect_code(addr, request::HEART_BEAT, response, &[response::SUCCESS])?;
+        self.inner
+            .heartbeat_conns
+            .lock()
+            .insert(addr.to_owned(), conn.id());
+        Ok(())
+    }
+
+    /// Heartbeats every master broker whose current connection has not carried a heartbeat
+    /// yet (a new client, or a reconnect after a broker restart), so that the broker knows
+    /// this client's producers on the connection it would push a reply to. Java only
+    /// heartbeats before the first request to a topic; a reconnected requester then misses
+    /// replies until its next periodic heartbeat.
+    pub(crate) async fn ensure_heartbeat(&self) -> Result<()> {
+        let data = self.heartbeat_data();
+        let body = data.encode()?;
+        let masters: Vec<String> = self
+            .broker_addrs()
+            .into_iter()
+            .filter(|(_, id, _)| *id == MASTER_ID)
+            .map(|(_, _, addr)| addr)
+            .collect();
+        let checks = masters.iter().map(|addr| {
+            let body = body.clone();
+            async move {
+                let current = self.inner.remoting.connection(addr).await.map(|c| c.id());
+                let carried = self.inner.heartbeat_conns.lock().get(addr).copied();
+                if current.as_ref().ok() == carried.as_ref() {
+                    return;
+                }
+                if let Err(e) = self.heartbeat_to(addr, body).await {
+                    tracing::debug!(broker = %addr, error = %e, "heartbeat before a request failed");
+                }
+            }
+        });
+        futures_util::future::join_all(checks).await;
+        Ok(())
+    }
+
+    /// Registers a request waiting for the reply with `correlation_id`; the entry goes when
+    /// the returned [`PendingReply`] is dropped (reply taken, timeout, or the caller gave up).
+    pub(crate) fn register_request(&self, correlation_id: &str) -> PendingReply {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .requests
+            .lock()
+            .insert(correlation_id.to_owned(), tx);
+        PendingReply {
+            instance: Arc::downgrade(&self.inner),
+            correlation_id: correlation_id.to_owned(),
+            rx,
+        }
+    }
+
+    /// Hands a pushed reply to the request waiting for it; `false` when none is (it timed out
+    /// or was never made by this client).
+    pub(crate) fn complete_request(&self, correlation_id: &str, reply: MessageExt) -> bool {
+        let waiter = self.inner.requests.lock().remove(correlation_id);
+        waiter.is_some_and(|tx| tx.send(reply).is_ok())
+    }
+
+    /// Requests waiting for a reply now.
+    pub fn pending_requests(&self) -> usize {
+        self.inner.requests.lock().len()
     }
 
     async fn unregister_everywhere(&self, producer: Option<&str>, consumer: Option<&str>) {

@@ -5,7 +5,8 @@
 //! - [`ClientInstance`]: one client id, its connections, the route cache and the shared
 //!   background work (route refresh, heartbeats, rebalancing). Producers and consumers either
 //!   start their own or share one.
-//! - [`Producer`]: sync, async, one-way, batch and ordered sends with retries.
+//! - [`Producer`]: sync, async, one-way, batch and ordered sends with retries; transactions;
+//!   request-reply ([`Producer::request`], [`create_reply_message`]).
 //! - [`PushConsumer`]: long-polling consumption with rebalancing, flow control, offsets
 //!   committed to the broker (clustering) or a local file (broadcasting), concurrent or
 //!   orderly listeners.
@@ -49,7 +50,7 @@ pub use consumer::{
 pub use error::{ClientError, Result};
 pub use instance::{ClientInstance, PullResult, PullStatus};
 pub use message::{Message, MessageExt, MessageQueue};
-pub use producer::{Producer, ProducerConfig, SendResult, SendStatus};
+pub use producer::{Producer, ProducerConfig, SendResult, SendStatus, create_reply_message};
 pub use replay::{QueueReset, ResetTarget};
 
 /// Wall-clock milliseconds since the Unix epoch (message timestamps, subscription versions).

@@ -172,7 +172,7 @@ fn read_host(r: &mut Bytes, v6: bool) -> SocketAddr {
 
 /// Inflates a compressed body: zlib, the Java default and the meaning of a bare compressed
 /// flag. LZ4 and ZSTD (5.x compression types) are not supported.
-fn inflate(body: &[u8], sys_flag: i32) -> Result<Bytes, &'static str> {
+pub(crate) fn inflate(body: &[u8], sys_flag: i32) -> Result<Bytes, &'static str> {
     match sys_flag & sysflag::COMPRESSION_TYPE_MASK {
         0 | sysflag::COMPRESSION_ZLIB => {}
         sysflag::COMPRESSION_LZ4 => return Err("LZ4 compression is not supported"),

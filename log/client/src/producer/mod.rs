@@ -7,9 +7,11 @@
 //! elsewhere. A topic with no route is sent to through the template topic's route (`TBW102`):
 //! brokers that allow auto-creation create it on the first message.
 
+pub(crate) mod reply;
 mod selector;
 pub(crate) mod transaction;
 
+pub use reply::create_reply_message;
 pub use selector::{MessageQueueSelector, SelectByHash, select_by_hash, select_round_robin};
 pub use transaction::{LocalTransactionState, TransactionListener, TransactionSendResult};
 
@@ -171,6 +173,8 @@ struct Outgoing {
     sys_flag: i32,
     msg_id: String,
     batch: bool,
+    /// A reply (`MSG_TYPE` = `reply`): sent with SEND_REPLY_MESSAGE_V2.
+    reply: bool,
     reconsume_times: Option<i32>,
     max_reconsume_times: Option<i32>,
 }
@@ -301,7 +305,7 @@ impl Producer {
             .instance
             .master_addr_or_refresh(&mq.topic, &mq.broker_name)
             .await?;
-        let request = self.request(&outgoing, &mq);
+        let request = self.command(&outgoing, &mq);
         self.inner.instance.invoke_oneway(&addr, request).await
     }
 
@@ -406,6 +410,7 @@ impl Producer {
         self.validate(&message)?;
         let msg_id = self.ensure_uniq_id(&mut message);
         let mut sys_flag = 0;
+        let reply = message.property(property::MESSAGE_TYPE) == Some(reply::REPLY_MESSAGE_FLAG);
         let mut body = message.body;
         if let Some(limit) = self.inner.config.compress_over_bytes
             && body.len() > limit
@@ -435,6 +440,7 @@ impl Producer {
                 .and_then(|v| v.parse().ok());
         }
         Ok(Outgoing {
+            reply,
             properties: encode_properties(&message.properties),
             topic: message.topic,
             flag: message.flag,
@@ -501,6 +507,7 @@ impl Producer {
             sys_flag: 0,
             msg_id: ids.join(","),
             batch: true,
+            reply: false,
             reconsume_times: None,
             max_reconsume_times: None,
         })
@@ -539,7 +546,7 @@ impl Producer {
         Ok(())
     }
 
-    fn request(&self, outgoing: &Outgoing, mq: &MessageQueue) -> RemotingCommand {
+    fn command(&self, outgoing: &Outgoing, mq: &MessageQueue) -> RemotingCommand {
         let header = SendMessageRequestHeaderV2 {
             a: self.inner.config.group.clone(),
             b: outgoing.topic.clone(),
@@ -558,6 +565,8 @@ impl Producer {
         };
         let code = if outgoing.batch {
             request::SEND_BATCH_MESSAGE
+        } else if outgoing.reply {
+            request::SEND_REPLY_MESSAGE_V2
         } else {
             request::SEND_MESSAGE_V2
         };
@@ -585,7 +594,7 @@ impl Producer {
                 timeout: self.inner.config.send_timeout,
             });
         }
-        let request = self.request(outgoing, mq);
+        let request = self.command(outgoing, mq);
         let code = request.code;
         let response = self.inner.instance.invoke(&addr, request, left).await?;
         let Some(status) = SendStatus::from_code(response.code) else {
@@ -608,7 +617,12 @@ impl Producer {
 
     /// Java's `sendDefaultImpl`: round robin, retries on another broker.
     async fn send_with_retries(&self, outgoing: Outgoing) -> Result<SendResult> {
-        let timeout = self.inner.config.send_timeout;
+        self.send_within(outgoing, self.inner.config.send_timeout)
+            .await
+    }
+
+    /// [`Producer::send_with_retries`] with every attempt within `timeout`.
+    async fn send_within(&self, outgoing: Outgoing, timeout: Duration) -> Result<SendResult> {
         let deadline = Instant::now() + timeout;
         let route = self.publish_route(&outgoing.topic).await?;
         let counter = self.counter(&outgoing.topic);
