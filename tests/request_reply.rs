@@ -165,8 +165,14 @@ async fn requests_get_their_own_replies() {
     let kept = stored(&admin, REPLY_TOPIC).await;
     assert_eq!(kept.len(), 65);
     assert!(kept.iter().all(|m| m.property("MSG_TYPE") == Some("reply")));
-    assert_eq!(counter(&server, "tributary_broker_replies_pushed_total"), 65);
-    assert_eq!(counter(&server, "tributary_broker_replies_stored_total"), 65);
+    assert_eq!(
+        counter(&server, "tributary_broker_replies_pushed_total"),
+        65
+    );
+    assert_eq!(
+        counter(&server, "tributary_broker_replies_stored_total"),
+        65
+    );
 
     requester.shutdown().await;
     responder.shutdown().await;
