@@ -466,7 +466,7 @@ async fn retried_with(filter_support_retry: bool) -> (Vec<String>, Vec<String>) 
     let server = start(&dir.path().join("data"), &config);
     let ns = server.namesrv.clone();
     let admin = Admin::start(client(&ns)).await.expect("admin");
-    create_topic(&admin, &server, "Sq", 1).await;
+    create_topic_routed(&admin, &server, "Sq", 1).await;
     let producer = Producer::start(client(&ns), ProducerConfig::new("sq-pg"))
         .await
         .expect("producer");
