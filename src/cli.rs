@@ -44,6 +44,14 @@ pub enum Command {
     /// Print the messages of a topic as a member of a consumer group, committing its offsets.
     #[command(long_about = CONSUME_HELP)]
     Consume(ConsumeArgs),
+    /// Send each line of stdin as a request to a topic and print the replies
+    /// (request-reply).
+    #[command(long_about = REQUEST_HELP)]
+    Request(RequestArgs),
+    /// Answer the requests sent to a topic, as a member of a consumer group: echo each
+    /// request's body, or run a command on it.
+    #[command(long_about = REPLY_HELP)]
+    Reply(ReplyArgs),
     /// List consumer groups; show a group's per-queue offsets, lag and online clients; reset
     /// a group's offsets to a point in time (replay).
     #[command(subcommand, long_about = GROUP_HELP)]
@@ -133,6 +141,40 @@ Examples:
   printf 'order-1\\tpaid\\norder-2\\tshipped\\n' | tributary produce --topic orders --key-from-line
   echo paid | tributary produce --topic orders --transaction commit
   echo paid | tributary produce --topic orders --transaction unknown --check-answer commit";
+
+const REQUEST_HELP: &str = "Send each line of stdin as a request to a topic and print the replies.
+
+Every non-empty line is one request (RocketMQ request-reply: CORRELATION_ID, REPLY_TO_CLIENT
+and TTL are set), sent in line order, each waiting for its reply up to --timeout. Each reply's
+body is printed on a line of its own (with --json, one JSON object per reply). The command stops
+at the first request that fails or gets no reply in time, and exits non-zero naming the line. A
+reply from `tributary reply --exec` whose command failed carries its exit status
+(EXIT_CODE): the body is printed, then the command fails naming the status.
+
+A responder is anything that consumes the topic and answers with RocketMQ's reply message: a
+Java consumer using MessageUtil.createReplyMessage, the Rust client's Producer::reply, or
+`tributary reply`.
+
+Examples:
+  echo ping | tributary request --topic svc --timeout 5s
+  printf 'a\nb\n' | tributary request --topic svc --json";
+
+const REPLY_HELP: &str = "Answer the requests sent to a topic.
+
+Consumes the topic as a member of --group, one request at a time, and sends each its reply
+(SEND_REPLY_MESSAGE_V2 through the cluster's reply topic, which the broker pushes to the
+requester). The reply's body is the request's body (an echo), or, with --exec, what a shell
+command prints: `sh -c CMD` runs with the request's body on stdin and TRIBUTARY_TOPIC,
+TRIBUTARY_MSG_ID, TRIBUTARY_CORRELATION_ID and TRIBUTARY_TAGS in its environment; its exit
+status goes with the reply as the property EXIT_CODE. Messages that are not requests are
+skipped. One line is printed per message handled. A reply whose requester is gone (it timed out
+or exited) is reported and the command goes on; run several with the same group to share the
+load.
+
+Examples:
+  tributary reply --topic svc --group svc-echo
+  tributary reply --topic svc --group svc-upper --exec 'tr a-z A-Z'
+  tributary reply --topic svc --group svc-wc --exec 'wc -c' --max-messages 10";
 
 const CONSUME_HELP: &str = "Print the messages of a topic as a member of a consumer group.
 
@@ -270,6 +312,14 @@ fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
     match tributary_broker::schedule::parse_delay_levels(text)?.as_slice() {
         [ms] => Ok(std::time::Duration::from_millis(ms.unsigned_abs())),
         _ => Err(format!("{text:?} is not one delay such as 90s")),
+    }
+}
+
+/// A timeout: one duration with a unit (`500ms`, `3s`, `1m`), more than zero.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match parse_delay(text)? {
+        d if d.is_zero() => Err("the timeout must be more than zero".into()),
+        d => Ok(d),
     }
 }
 
@@ -440,6 +490,56 @@ pub enum CheckAnswerArg {
 }
 
 #[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Topic to send the requests to.
+    #[arg(long)]
+    pub topic: String,
+    /// How long each request waits for its reply: a number with a unit ms, s, m or h.
+    #[arg(long, default_value = "3s", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+    /// Tag of every request.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Key of every request (several keys: separated by spaces).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// A user property of every request, `NAME=VALUE`; repeat for several.
+    #[arg(long = "property", value_name = "NAME=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+    /// Producer group the requests are sent as.
+    #[arg(long, default_value = "tributary-cli-requester")]
+    pub producer_group: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplyArgs {
+    /// Topic whose requests are answered.
+    #[arg(long)]
+    pub topic: String,
+    /// Consumer group: members share the topic's queues, and its committed offsets say where
+    /// to resume.
+    #[arg(long)]
+    pub group: String,
+    /// Shell command producing each reply (`sh -c`): the request's body on stdin, the reply's
+    /// body from stdout. Without it, each request's body is echoed.
+    #[arg(long)]
+    pub exec: Option<String>,
+    /// Longest run of --exec for one request, seconds; a command still running then is
+    /// killed and the reply carries EXIT_CODE -1.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub exec_timeout: u64,
+    #[command(flatten)]
+    pub member: MemberArgs,
+    /// Producer group the replies are sent as.
+    #[arg(long, default_value = "tributary-cli-replier")]
+    pub producer_group: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// Topic to read.
     #[arg(long)]
@@ -448,6 +548,15 @@ pub struct ConsumeArgs {
     /// with the group's other members.
     #[arg(long)]
     pub group: String,
+    #[command(flatten)]
+    pub member: MemberArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// How a command joins its consumer group (`consume`, `reply`).
+#[derive(Debug, Args)]
+pub struct MemberArgs {
     /// Where a group with no committed offset starts: `first`, `last`, an RFC 3339 time or a
     /// relative time such as `-1h`, `-30m`, `-10s`, `-2d`.
     #[arg(long, default_value = "last", allow_hyphen_values = true)]
@@ -465,8 +574,16 @@ pub struct ConsumeArgs {
     /// Stop after this many seconds without a message.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: Option<u64>,
-    #[command(flatten)]
-    pub client: ClientArgs,
+}
+
+impl MemberArgs {
+    /// The subscription to `topic` of `--sql`, else `--tags`.
+    pub fn subscription(&self, topic: &str) -> tributary_client::Subscription {
+        match &self.sql {
+            Some(sql) => tributary_client::Subscription::sql92(topic, sql),
+            None => tributary_client::Subscription::tag(topic, &self.tags),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

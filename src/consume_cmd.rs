@@ -35,7 +35,7 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     if args.group.trim().is_empty() {
         bail!("--group must not be empty");
     }
-    let from = parse_from(&args.from, now_ms())?;
+    let from = parse_from(&args.member.from, now_ms())?;
     crate::runtime()?.block_on(consume(args, from))
 }
 
@@ -54,9 +54,9 @@ pub fn parse_from(text: &str, now_ms: i64) -> Result<ConsumeFrom> {
 
 /// Messages handed from a listener call to the printing loop, and its answer: `true` when
 /// they were printed.
-struct Delivery {
-    messages: Arc<[MessageExt]>,
-    printed: oneshot::Sender<bool>,
+pub(crate) struct Delivery {
+    pub(crate) messages: Arc<[MessageExt]>,
+    pub(crate) printed: oneshot::Sender<bool>,
 }
 
 /// Why consumption stopped.
@@ -86,7 +86,30 @@ async fn consume_with(
         .topic_route(&args.topic)
         .await
         .map_err(|e| topic_error(&args.topic, &args.client.namesrv, e))?;
-    let (deliveries, mut received) = mpsc::channel::<Delivery>(1);
+    let subscription = args.member.subscription(&args.topic);
+    let (consumer, mut received) = join_group(instance, &args.group, from, subscription).await?;
+    let mut progress = Progress::new(args);
+    progress.started(topic_queues(&consumer, &args.topic));
+    let outcome = print_loop(&mut received, &consumer, args, &mut progress).await;
+    // Messages not printed go back to their queues: close the channel before stopping.
+    drop(received);
+    progress.clear();
+    consumer.shutdown().await;
+    let (count, stop) = outcome?;
+    progress.finished(count, stop);
+    Ok(())
+}
+
+/// Joins `group` as a member that hands each message, one at a time, to the receiver and
+/// counts it consumed only once the receiver answers `true`: queues stay in offset order, and
+/// messages not taken (answered `false`, or the receiver dropped) stay for the group.
+pub(crate) async fn join_group(
+    instance: &ClientInstance,
+    group: &str,
+    from: ConsumeFrom,
+    subscription: Subscription,
+) -> Result<(PushConsumer, mpsc::Receiver<Delivery>)> {
+    let (deliveries, received) = mpsc::channel::<Delivery>(1);
     let listener = Listener::orderly(move |messages: Arc<[MessageExt]>, _: ConsumeContext| {
         let deliveries = deliveries.clone();
         async move {
@@ -104,27 +127,14 @@ async fn consume_with(
             }
         }
     });
-    let mut config = ConsumerConfig::new(args.group.clone());
+    let mut config = ConsumerConfig::new(group);
     config.consume_from = from;
     config.consume_batch_max_size = 1;
-    let subscription = match &args.sql {
-        Some(sql) => Subscription::sql92(args.topic.clone(), sql),
-        None => Subscription::tag(args.topic.clone(), &args.tags),
-    };
     let consumer =
         PushConsumer::with_instance(instance.clone(), config, vec![subscription], listener)
             .await
-            .with_context(|| format!("join consumer group {}", args.group))?;
-    let mut progress = Progress::new(args);
-    progress.started(topic_queues(&consumer, &args.topic));
-    let outcome = print_loop(&mut received, &consumer, args, &mut progress).await;
-    // Messages not printed go back to their queues: close the channel before stopping.
-    drop(received);
-    progress.clear();
-    consumer.shutdown().await;
-    let (count, stop) = outcome?;
-    progress.finished(count, stop);
-    Ok(())
+            .with_context(|| format!("join consumer group {group}"))?;
+    Ok((consumer, received))
 }
 
 async fn print_loop(
@@ -133,7 +143,7 @@ async fn print_loop(
     args: &ConsumeArgs,
     progress: &mut Progress,
 ) -> Result<(u64, Stop)> {
-    let idle = args.idle_timeout.map(Duration::from_secs);
+    let idle = args.member.idle_timeout.map(Duration::from_secs);
     let mut printer = Printer::new(args.client.json);
     let mut count = 0u64;
     let mut last = Instant::now();
@@ -160,7 +170,7 @@ async fn print_loop(
                 let _ = delivery.printed.send(true);
                 count += delivery.messages.len() as u64;
                 last = Instant::now();
-                if args.max_messages.is_some_and(|max| count >= max) {
+                if args.member.max_messages.is_some_and(|max| count >= max) {
                     break Stop::MaxMessages;
                 }
                 if progress.due() {

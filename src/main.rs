@@ -12,6 +12,7 @@ mod output;
 mod produce_cmd;
 mod produce_txn;
 mod replay_cmd;
+mod request_cmd;
 mod server;
 mod store_cmd;
 mod time_arg;
@@ -84,6 +85,8 @@ fn main() -> anyhow::Result<()> {
         Command::Dlq(cmd) => dlq_cmd::run(cmd),
         Command::Produce(args) => produce_cmd::run(args),
         Command::Consume(args) => consume_cmd::run(args),
+        Command::Request(args) => request_cmd::request(args),
+        Command::Reply(args) => request_cmd::reply(args),
         Command::Bench(BenchCommand::Store(args)) => bench::store(args),
         Command::Bench(BenchCommand::Produce(args)) => bench_net::produce(args),
         Command::Bench(BenchCommand::Consume(args)) => bench_net::consume(args),

@@ -17,7 +17,7 @@ use crate::produce_txn::{self, CheckAnswers};
 
 /// Longest line read from stdin: the broker's default body limit plus room for a key. Longer
 /// lines are refused before they are sent.
-const MAX_LINE_BYTES: usize = 4 * 1024 * 1024 + 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 4 * 1024 * 1024 + 64 * 1024;
 
 /// Runs `tributary produce`.
 pub fn run(args: ProduceArgs) -> Result<()> {
@@ -242,7 +242,7 @@ async fn send_lines(
 }
 
 /// Reads one line without its `\n` (or `\r\n`) into `buf`; `false` at the end of input.
-async fn read_line(
+pub(crate) async fn read_line(
     reader: &mut (impl AsyncBufRead + Unpin),
     buf: &mut Vec<u8>,
     limit: usize,
@@ -286,16 +286,12 @@ fn to_message(args: &ProduceArgs, line: &[u8]) -> Option<Message> {
     if body.is_empty() {
         return None;
     }
-    let mut message = Message::new(args.topic.clone(), body.to_vec());
-    if let Some(tag) = &args.tag {
-        message = message.with_tags(tag.clone());
-    }
-    if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
-        message = message.with_keys(key.split_whitespace());
-    }
-    for (name, value) in &args.properties {
-        message = message.with_property(name.clone(), value.clone());
-    }
+    let mut message = with_options(
+        Message::new(args.topic.clone(), body.to_vec()),
+        args.tag.as_deref(),
+        key.as_deref(),
+        &args.properties,
+    );
     if let Some(level) = args.delay_level {
         message = message.with_delay_level(level);
     }
@@ -303,6 +299,25 @@ fn to_message(args: &ProduceArgs, line: &[u8]) -> Option<Message> {
         message = message.with_delay(delay);
     }
     Some(message)
+}
+
+/// `message` with a tag, keys (separated by spaces; blank is none) and user properties.
+pub(crate) fn with_options(
+    mut message: Message,
+    tag: Option<&str>,
+    key: Option<&str>,
+    properties: &[(String, String)],
+) -> Message {
+    if let Some(tag) = tag {
+        message = message.with_tags(tag);
+    }
+    if let Some(key) = key.filter(|k| !k.trim().is_empty()) {
+        message = message.with_keys(key.split_whitespace());
+    }
+    for (name, value) in properties {
+        message = message.with_property(name.clone(), value.clone());
+    }
+    message
 }
 
 /// `KEY<separator>BODY` → (key, body); a line without the separator is all body.

@@ -1221,3 +1221,126 @@ fn check_answer_times_out_with_the_pending_messages_named() {
         ],
     );
 }
+
+/// `tributary reply <args>` in the background, once it says it is answering.
+fn spawn_replier(server: &TestServer, args: &[&str]) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("reply")
+        .args(args)
+        .args(["--namesrv", &server.namesrv, "--json"])
+        .env_remove("NAMESRV_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn reply");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read stderr");
+    assert!(line.starts_with("Answering requests"), "{line}");
+    // Keep reading stderr so the replier never blocks on it; its summary is checked by
+    // the caller through stdout.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    child
+}
+
+#[test]
+fn requests_are_answered_by_a_replier_command() {
+    let (_dir, server) = start();
+    create_topic(&server, "svc", "2");
+    create_topic(&server, "echo", "1");
+    let script = r#"body=$(cat); printf '%s' "$body" | tr a-z A-Z; [ "$body" != fail ]"#;
+    let mut upper = spawn_replier(
+        &server,
+        &[
+            "--topic",
+            "svc",
+            "--group",
+            "svc-up",
+            "--from",
+            "first",
+            "--exec",
+            script,
+            "--max-messages",
+            "3",
+        ],
+    );
+    let args = ["request", "--topic", "svc", "--timeout", "20s"];
+    let out = ok(&args, run_with(&server, &args, b"hello\n\nworld\n"));
+    assert_eq!(out, "HELLO\nWORLD\n");
+    // The command failed on the replier's side: the reply is printed, then the request fails.
+    let failed = run_with(&server, &args, b"fail\n");
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "FAIL\n");
+    let err = fails(&args, failed);
+    assert!(err.contains("exited with status 1"), "{err}");
+
+    let status = upper.wait().expect("wait for reply");
+    assert!(status.success(), "reply exited with {status}");
+    let mut handled = String::new();
+    std::io::Read::read_to_string(&mut upper.stdout.take().expect("stdout"), &mut handled)
+        .expect("read stdout");
+    let handled = json_lines(&handled);
+    assert_eq!(handled.len(), 3, "{handled:?}");
+    let codes: BTreeSet<i64> = handled
+        .iter()
+        .map(|h| {
+            assert_eq!(h["outcome"], "replied", "{h}");
+            assert!(h["correlation_id"].as_str().is_some_and(|c| c.len() == 36));
+            h["exit_code"].as_i64().expect("exit code")
+        })
+        .collect();
+    assert_eq!(codes, BTreeSet::from([0, 1]));
+
+    // Without --exec the request is echoed; --json prints the whole reply.
+    let mut echo = spawn_replier(
+        &server,
+        &[
+            "--topic",
+            "echo",
+            "--group",
+            "echoes",
+            "--from",
+            "first",
+            "--max-messages",
+            "1",
+        ],
+    );
+    let args = ["request", "--topic", "echo", "--timeout", "20s", "--json"];
+    let replies = json_lines(&ok(&args, run_with(&server, &args, b"same\n")));
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0]["line"], 1);
+    let reply = &replies[0]["reply"];
+    assert_eq!(str_field(reply, "body"), "same");
+    assert_eq!(str_field(reply, "topic"), "DefaultCluster_REPLY_TOPIC");
+    assert_eq!(reply["properties"]["MSG_TYPE"], "reply");
+    assert!(echo.wait().expect("wait for reply").success());
+
+    // Nobody answers: a timeout error naming the line.
+    let args = ["request", "--topic", "echo", "--timeout", "300ms"];
+    let err = fails(&args, run_with(&server, &args, b"anyone?\n"));
+    assert!(
+        err.contains("line 1") && err.contains("no reply came within 300ms"),
+        "{err}"
+    );
+    for (args, expected) in [
+        (
+            &["request", "--topic", "echo", "--timeout", "0s"][..],
+            "more than zero",
+        ),
+        (
+            &["request", "--topic", "echo", "--property", "TTL=5"][..],
+            "reserved",
+        ),
+        (
+            &["reply", "--topic", "echo", "--group", "g", "--exec", " "][..],
+            "--exec must not be empty",
+        ),
+        (
+            &["reply", "--topic", "nope", "--group", "g"][..],
+            "topic nope does not exist",
+        ),
+    ] {
+        let err = fails(args, run_with(&server, args, b"x\n"));
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
