@@ -1,8 +1,9 @@
 //! Request-reply end to end against the real `tributary server`: a requester gets its reply;
 //! many concurrent requests each get their own; a request nobody answers times out, and a
 //! reply arriving after that is acknowledged and dropped; a reply for a requester that is not
-//! connected is answered SYSTEM_ERROR, as the Java broker does; the reply topic and
-//! request-reply survive a broker restart. A last test speaks the protocol with hand-written
+//! connected, or that refuses the push, is answered SYSTEM_ERROR, as the Java broker does;
+//! replies are stored unless `store_reply_messages` is off; the reply topic and request-reply
+//! survive a broker restart. A last test speaks the protocol with hand-written
 //! JSON frames, field for field as a Java 4.x client writes and reads them, as requester and as
 //! replier.
 //!
@@ -433,19 +434,7 @@ async fn java_wire_frames_request_and_reply() {
     let broker = server.broker.clone();
     let requester_id = "10.1.2.3@java-requester";
     let pushed = tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(&broker).expect("connect broker");
-        let heartbeat = serde_json::json!({
-            "clientID": requester_id, "consumerDataSet": [],
-            "producerDataSet": [{"groupName": "java-requesters"}],
-        });
-        let r = call(
-            &mut s,
-            34,
-            1,
-            serde_json::json!({}),
-            heartbeat.to_string().as_bytes(),
-        );
-        assert_eq!(r["code"], 0, "{r}");
+        let mut s = java_producer(&broker, requester_id);
         let request_props = props(&[
             ("CORRELATION_ID", "5e7a7c8e-0000-4000-8000-000000000001"),
             ("REPLY_TO_CLIENT", requester_id),
@@ -624,6 +613,103 @@ async fn java_wire_frames_request_and_reply() {
             .unwrap_or("")
             .contains("REPLY_TO_CLIENT")
     );
+
+    requester.shutdown().await;
+    responder.shutdown().await;
+    admin.shutdown().await;
+    server.terminate();
+}
+
+/// A raw Java-style producer connection that has heartbeated as `client_id`.
+fn java_producer(broker: &str, client_id: &str) -> TcpStream {
+    let mut s = TcpStream::connect(broker).expect("connect broker");
+    let heartbeat = serde_json::json!({
+        "clientID": client_id, "consumerDataSet": [],
+        "producerDataSet": [{"groupName": "java-requesters"}],
+    });
+    let r = call(
+        &mut s,
+        34,
+        1,
+        serde_json::json!({}),
+        heartbeat.to_string().as_bytes(),
+    );
+    assert_eq!(r["code"], 0, "{r}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_push_and_replies_not_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tributary.toml");
+    std::fs::write(&config, "[broker]\nstore_reply_messages = false\n").expect("config");
+    let server = TestServer::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    create_topic_routed(&admin, &server, "Svc", 4).await;
+
+    // A requester that refuses the push: the replier gets SYSTEM_ERROR, as from Java.
+    let broker = server.broker.clone();
+    let refusing = tokio::task::spawn_blocking(move || {
+        let mut s = java_producer(&broker, "10.1.2.3@refuses");
+        let reply_props = props(&[
+            ("CORRELATION_ID", "c-1"),
+            ("MSG_TYPE", "reply"),
+            ("REPLY_TO_CLIENT", "10.1.2.3@refuses"),
+        ]);
+        let mut replier = TcpStream::connect(&broker).expect("connect broker");
+        write_frame(
+            &mut replier,
+            &java_request(
+                325,
+                9,
+                v2_header("java-repliers", REPLY_TOPIC, &reply_props),
+            ),
+            b"x",
+        );
+        let (push, _) = loop {
+            let (h, body) = read_frame(&mut s);
+            if h["code"] == 326 {
+                break (h, body);
+            }
+        };
+        write_frame(
+            &mut s,
+            &serde_json::json!({
+                "code": 1, "remark": "not now", "language": "JAVA", "version": 453,
+                "opaque": push["opaque"], "flag": 1, "serializeTypeCurrentRPC": "JSON",
+            }),
+            b"",
+        );
+        read_frame(&mut replier).0
+    })
+    .await
+    .expect("java requester");
+    assert_eq!(refusing["code"], SYSTEM_ERROR, "{refusing}");
+    assert!(
+        refusing["remark"]
+            .as_str()
+            .is_some_and(|r| r.contains("10.1.2.3@refuses") && r.contains("not now")),
+        "{refusing}"
+    );
+    assert_eq!(
+        counter(&server, "tributary_broker_reply_push_failures_total"),
+        1
+    );
+
+    // With store_reply_messages off, replies reach the requester and are not stored.
+    let responder = Responder::start(&server.namesrv, "Svc", "svc-responders").await;
+    let requester = producer(&server.namesrv, "callers").await;
+    let reply = requester
+        .request(Message::new("Svc", "hello"), Duration::from_secs(30))
+        .await
+        .expect("a reply");
+    assert_eq!(&reply.body[..], b"re:hello");
+    assert_eq!(counter(&server, "tributary_broker_replies_pushed_total"), 1);
+    assert_eq!(counter(&server, "tributary_broker_replies_stored_total"), 0);
+    assert!(stored(&admin, REPLY_TOPIC).await.is_empty());
 
     requester.shutdown().await;
     responder.shutdown().await;
