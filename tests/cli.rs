@@ -1340,7 +1340,7 @@ fn requests_are_answered_by_a_replier_command() {
             "topic nope does not exist",
         ),
     ] {
-        let err = fails(args, run_with(&server, args, b"x\n"));
+        let err = fails(args, run(&server, args));
         assert!(err.contains(expected), "{args:?}: {err}");
     }
 }
