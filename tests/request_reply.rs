@@ -249,6 +249,27 @@ async fn unanswered_requests_time_out_and_late_replies_are_dropped() {
     let err = create_reply_message(&not_request, "x").expect_err("not a request");
     assert!(err.to_string().contains("REPLY_TO_CLIENT"), "{err}");
 
+    // A requester shut down while it waits fails at once, not at its timeout.
+    let quitter = producer(&server.namesrv, "quitters").await;
+    let mut waiting = tokio::task::JoinSet::new();
+    waiting.spawn(quitter.request_async(Message::new("Nobody", "bye"), DEADLINE));
+    wait_until("the request is stored and waits", async || {
+        quitter.instance().pending_requests() == 1
+            && stored(&admin, "Nobody")
+                .await
+                .iter()
+                .any(|m| &m.body[..] == b"bye")
+    })
+    .await;
+    quitter.shutdown().await;
+    let err = waiting
+        .join_next()
+        .await
+        .expect("one call")
+        .expect("join")
+        .expect_err("shut down");
+    assert!(matches!(err, ClientError::Shutdown { .. }), "{err:?}");
+
     for p in [requester, late, plain] {
         p.shutdown().await;
     }

@@ -405,6 +405,9 @@ impl ClientInstance {
             return;
         }
         self.inner.cancel.cancel();
+        // Requests still waiting for a reply fail now (ClientError::Shutdown), not at their
+        // timeout: no reply can reach a closed client.
+        self.inner.requests.lock().clear();
         self.unregister_everywhere(None, None).await;
         self.inner.tracker.close();
         self.inner.tracker.wait().await;

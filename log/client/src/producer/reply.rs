@@ -161,6 +161,13 @@ impl Producer {
                 self.send_once(&outgoing, &route.publish_queues[index], deadline)
                     .await
             }
+        };
+        let sent = match sent {
+            // The client closed under the send: say so rather than how the send broke.
+            Err(_) if instance.is_shut_down() => Err(ClientError::Shutdown {
+                what: "client instance",
+            }),
+            other => other,
         }?;
         tracing::debug!(topic, correlation_id, msg_id = %sent.msg_id, "request sent; waiting for the reply");
         let mut pending = pending;
