@@ -286,10 +286,8 @@ impl Broker {
                 recall_handle: None,
             });
         response.remark = remark;
-        response
-            .ext_fields
-            .insert(MSG_REGION.into(), DEFAULT_REGION.into());
-        response.ext_fields.insert(TRACE_ON.into(), "true".into());
+        response.ext_fields.insert(MSG_REGION, DEFAULT_REGION);
+        response.ext_fields.insert(TRACE_ON, "true");
         response
     }
 

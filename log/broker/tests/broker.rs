@@ -212,10 +212,7 @@ async fn send_then_pull_view_and_query_by_key() {
         assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
         let h: SendMessageResponseHeader = r.decode_header().expect("send header");
         assert_eq!((h.queue_id, h.queue_offset), (1, i));
-        assert_eq!(
-            r.ext_fields.get("MSG_REGION").map(String::as_str),
-            Some("DefaultRegion")
-        );
+        assert_eq!(r.ext_fields.get("MSG_REGION"), Some("DefaultRegion"));
         offsets.push(OffsetMessageId::decode(&h.msg_id).expect("offset msg id"));
     }
     // V2 short header names.
@@ -955,9 +952,7 @@ async fn offset_resets_commit_and_tell_online_consumers() {
         assert_eq!(r.code, code, "{:?}", r.remark);
     }
     let mut other_topic = reset_request("rg", 0, true, None);
-    other_topic
-        .ext_fields
-        .insert("topic".into(), "NoSuchTopic".into());
+    other_topic.ext_fields.insert("topic", "NoSuchTopic");
     let r = plain.invoke(&addr, other_topic, T).await.expect("answered");
     assert_eq!(r.code, rs::TOPIC_NOT_EXIST);
     c.stop().await;

@@ -122,7 +122,7 @@ impl Handler for ClientHandler {
         let inner = self.inner.get().and_then(Weak::upgrade);
         let answer = match (request.code, inner) {
             (request::NOTIFY_CONSUMER_IDS_CHANGED, Some(inner)) => {
-                tracing::debug!(broker = %conn.peer(), group = request.ext_fields.get("consumerGroup").map(String::as_str).unwrap_or(""), "consumer ids changed; rebalancing now");
+                tracing::debug!(broker = %conn.peer(), group = request.ext_fields.get("consumerGroup").unwrap_or(""), "consumer ids changed; rebalancing now");
                 inner.rebalance.notify_one();
                 RemotingCommand::response_to(&request)
             }

@@ -193,9 +193,7 @@ impl Admin {
             let mut request =
                 RemotingCommand::new_request(request::QUERY_MESSAGE, 0).with_header(header);
             if unique {
-                request
-                    .ext_fields
-                    .insert(UNIQUE_KEY_QUERY.into(), "true".into());
+                request.ext_fields.insert(UNIQUE_KEY_QUERY, "true");
             }
             let answer = self
                 .instance()

@@ -52,7 +52,7 @@ async fn broker_requests_are_answered() {
         let conn = namesrv.conn.lock().clone().expect("the client connected");
 
         let mut notify = RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED, 0);
-        notify.ext_fields.insert("consumerGroup".into(), "g".into());
+        notify.ext_fields.insert("consumerGroup", "g");
         let answer = conn
             .invoke(notify, Duration::from_secs(5))
             .await

@@ -603,7 +603,7 @@ async fn unknown_topics_codes_and_bad_requests_get_error_codes() {
         let mut request = broker.register_request();
         for &(key, value) in edits {
             match value {
-                Some(value) => request.ext_fields.insert(key.into(), value.into()),
+                Some(value) => request.ext_fields.insert(key, value),
                 None => request.ext_fields.remove(key),
             };
         }

@@ -63,10 +63,8 @@ fn bench(c: &mut Criterion) {
                         recall_handle: None,
                     });
                 response.serialize_type = st;
-                response
-                    .ext_fields
-                    .insert("MSG_REGION".into(), "DefaultRegion".into());
-                response.ext_fields.insert("TRACE_ON".into(), "true".into());
+                response.ext_fields.insert("MSG_REGION", "DefaultRegion");
+                response.ext_fields.insert("TRACE_ON", "true");
                 out.clear();
                 codec.encode(&response, &mut out).expect("encodes");
                 out.len()

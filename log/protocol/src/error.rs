@@ -216,6 +216,13 @@ pub enum HeaderError {
         expected: &'static str,
     },
 
+    /// The header has more `extFields` entries than [`crate::command::MAX_EXT_FIELDS`].
+    #[error("more than {limit} extFields entries")]
+    TooManyFields {
+        /// The limit.
+        limit: usize,
+    },
+
     /// The binary header ends inside a field.
     #[error("truncated inside {what}")]
     Truncated {

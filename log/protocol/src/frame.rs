@@ -164,8 +164,8 @@ mod tests {
         let mut cmd = RemotingCommand::new_request(crate::codes::request::SEND_MESSAGE_V2, 42)
             .with_remark("remark")
             .with_body(Bytes::from_static(b"body bytes"));
-        cmd.ext_fields.insert("a".into(), "group".into());
-        cmd.ext_fields.insert("e".into(), "3".into());
+        cmd.ext_fields.insert("a", "group");
+        cmd.ext_fields.insert("e", "3");
         cmd.serialize_type = serialize_type;
         cmd
     }

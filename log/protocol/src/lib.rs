@@ -51,6 +51,6 @@ pub mod message;
 pub mod perm;
 pub mod sysflag;
 
-pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
+pub use command::{ExtFields, LanguageCode, MAX_EXT_FIELDS, RemotingCommand, SerializeType};
 pub use error::{HeaderError, ProtocolError};
 pub use frame::{DEFAULT_MAX_FRAME_LEN, FrameCodec};

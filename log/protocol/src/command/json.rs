@@ -5,17 +5,22 @@
 //! fields may be written as strings, `language` may be a name or a number, and unknown keys are
 //! ignored. Encoding always writes strings in `extFields`, which every client accepts.
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Write;
 
+use compact_str::CompactString;
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{HeaderFault, LanguageCode, Prefix, RemotingCommand, SerializeType};
+use super::{
+    ExtFields, HeaderFault, LanguageCode, MAX_EXT_FIELDS, Prefix, RemotingCommand, SerializeType,
+};
 use crate::error::HeaderError;
 
 /// The header keys we read; everything else (`serializeTypeCurrentRPC`, `suspended`, …) is
-/// ignored, as the frame's serialize-type byte is what counts.
+/// ignored, as the frame's serialize-type byte is what counts. One pass of the parser reads it
+/// all, `extFields` included.
 #[derive(Deserialize)]
 struct WireHeader<'a> {
     #[serde(borrow, default)]
@@ -30,103 +35,203 @@ struct WireHeader<'a> {
     flag: Option<&'a RawValue>,
     #[serde(borrow, default)]
     remark: Option<&'a RawValue>,
-    #[serde(rename = "extFields", borrow, default)]
-    ext_fields: Option<&'a RawValue>,
+    #[serde(rename = "extFields", default)]
+    ext_fields: WireExtFields,
 }
 
-/// A JSON scalar in the form fastjson would hand to a `String` field.
-enum Scalar {
-    /// JSON `null`: the field is treated as absent.
-    Null,
+/// `extFields` as read in the header's single parse. A value of a type Java would not accept
+/// does not stop the parse: the error is kept here, so the fields that address a response
+/// (`code`, `opaque`) are still read wherever they stand in the object.
+struct WireExtFields(Result<ExtFields, HeaderError>);
+
+impl Default for WireExtFields {
+    /// An absent `extFields` is an empty map.
+    fn default() -> Self {
+        Self(Ok(ExtFields::new()))
+    }
+}
+
+impl<'de> Deserialize<'de> for WireExtFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ExtFieldsVisitor)
+    }
+}
+
+struct ExtFieldsVisitor;
+
+impl ExtFieldsVisitor {
+    fn not_an_object() -> WireExtFields {
+        WireExtFields(Err(HeaderError::FieldType {
+            field: "extFields".to_owned(),
+            expected: "an object",
+        }))
+    }
+}
+
+impl<'de> Visitor<'de> for ExtFieldsVisitor {
+    type Value = WireExtFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    /// `null`: Java sees no map.
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(WireExtFields::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = ExtFields::with_capacity(16);
+        let mut fault = None;
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            if fault.is_some() {
+                continue;
+            }
+            match scalar(value) {
+                // Java's map.get() sees a null value as an absent key.
+                Ok(None) => {}
+                Ok(Some((_, value))) => {
+                    if fields.len() == MAX_EXT_FIELDS && !fields.contains_key(&key) {
+                        fault = Some(HeaderError::TooManyFields {
+                            limit: MAX_EXT_FIELDS,
+                        });
+                    } else {
+                        fields.insert(key, value);
+                    }
+                }
+                Err(expected) => {
+                    fault = Some(HeaderError::FieldType {
+                        field: format!("extFields.{key}"),
+                        expected,
+                    })
+                }
+            }
+        }
+        Ok(WireExtFields(fault.map_or(Ok(fields), Err)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Self::not_an_object())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Self::not_an_object())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Self::not_an_object())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Self::not_an_object())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Self::not_an_object())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Self::not_an_object())
+    }
+}
+
+/// An `extFields` key, kept inline when short (they all are).
+struct Key(CompactString);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(Key(CompactString::from(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// What kind of JSON scalar a value was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScalarKind {
     /// A JSON string, unescaped.
-    Text(String),
+    Text,
     /// A number or boolean, exactly as written.
-    Literal(String),
+    Literal,
 }
 
-fn scalar(raw: &RawValue, field: &str) -> Result<Scalar, HeaderError> {
+/// A JSON scalar in the form fastjson would hand to a `String` field: `None` for `null` (the
+/// field is treated as absent), else its kind and text. A value of another type is an error
+/// saying what was expected.
+fn scalar(raw: &RawValue) -> Result<Option<(ScalarKind, CompactString)>, &'static str> {
     let text = raw.get().trim();
     match text.as_bytes().first() {
         // Most strings have no escapes: take them as they are instead of running the parser.
         Some(b'"') => match text.as_bytes() {
             [b'"', inner @ .., b'"'] if !inner.iter().any(|b| *b == b'\\' || *b < 0x20) => {
-                Ok(Scalar::Text(text[1..text.len() - 1].to_owned()))
+                Ok(Some((
+                    ScalarKind::Text,
+                    CompactString::from(&text[1..text.len() - 1]),
+                )))
             }
-            _ => Ok(Scalar::Text(serde_json::from_str(text)?)),
+            // The raw value was already parsed as a string, so this cannot fail.
+            _ => serde_json::from_str::<String>(text)
+                .map(|s| Some((ScalarKind::Text, CompactString::from(s))))
+                .map_err(|_| "a string"),
         },
-        Some(b'n') => Ok(Scalar::Null),
-        Some(b't' | b'f' | b'-' | b'0'..=b'9') => Ok(Scalar::Literal(text.to_owned())),
-        _ => Err(HeaderError::FieldType {
-            field: field.to_owned(),
-            expected: "a string, number or boolean",
+        Some(b'n') => Ok(None),
+        Some(b't' | b'f' | b'-' | b'0'..=b'9') => {
+            Ok(Some((ScalarKind::Literal, CompactString::from(text))))
+        }
+        _ => Err("a string, number or boolean"),
+    }
+}
+
+/// A top-level scalar field, with the field named in the error.
+fn field(
+    raw: Option<&RawValue>,
+    name: &str,
+) -> Result<Option<(ScalarKind, CompactString)>, HeaderError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => scalar(raw).map_err(|expected| HeaderError::FieldType {
+            field: name.to_owned(),
+            expected,
         }),
     }
 }
 
-fn optional_text(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, HeaderError> {
-    match raw.map(|r| scalar(r, field)).transpose()? {
-        None | Some(Scalar::Null) => Ok(None),
-        Some(Scalar::Text(s) | Scalar::Literal(s)) => Ok(Some(s)),
-    }
+fn optional_text(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, HeaderError> {
+    Ok(field(raw, name)?.map(|(_, s)| s.into()))
 }
 
 /// An `int` field: a JSON integer or a string holding one; absent or null gives 0.
-fn int_field(raw: Option<&RawValue>, field: &'static str) -> Result<i32, HeaderError> {
-    let not_int = || HeaderError::FieldType {
-        field: field.to_owned(),
-        expected: "a 32-bit integer",
-    };
-    match raw.map(|r| scalar(r, field)).transpose()? {
-        None | Some(Scalar::Null) => Ok(0),
-        Some(Scalar::Text(s) | Scalar::Literal(s)) => s.trim().parse().map_err(|_| not_int()),
+fn int_field(raw: Option<&RawValue>, name: &'static str) -> Result<i32, HeaderError> {
+    match field(raw, name)? {
+        None => Ok(0),
+        Some((_, s)) => s.trim().parse().map_err(|_| HeaderError::FieldType {
+            field: name.to_owned(),
+            expected: "a 32-bit integer",
+        }),
     }
 }
 
 fn language_field(raw: Option<&RawValue>) -> Result<LanguageCode, HeaderError> {
-    match raw.map(|r| scalar(r, "language")).transpose()? {
-        None | Some(Scalar::Null) => Ok(LanguageCode::Java),
-        Some(Scalar::Text(name)) => Ok(LanguageCode::from_name(&name)),
-        Some(Scalar::Literal(number)) => Ok(match number.parse::<u8>() {
+    match field(raw, "language")? {
+        None => Ok(LanguageCode::Java),
+        Some((ScalarKind::Text, name)) => Ok(LanguageCode::from_name(&name)),
+        Some((ScalarKind::Literal, number)) => Ok(match number.parse::<u8>() {
             Ok(code) => LanguageCode::from_code(code),
-            Err(_) => LanguageCode::Unknown(number),
+            Err(_) => LanguageCode::Unknown(number.into()),
         }),
     }
-}
-
-fn ext_fields(raw: Option<&RawValue>) -> Result<super::ExtFields, HeaderError> {
-    let Some(raw) = raw else {
-        return Ok(super::ExtFields::new());
-    };
-    let text = raw.get().trim();
-    if text == "null" {
-        return Ok(super::ExtFields::new());
-    }
-    if !text.starts_with('{') {
-        return Err(HeaderError::FieldType {
-            field: "extFields".to_owned(),
-            expected: "an object",
-        });
-    }
-    let entries: BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
-    let mut fields = super::ExtFields::new();
-    for (key, value) in entries {
-        // The field name is only needed for an error: build it then, not for every field.
-        let scalar = scalar(value, "").map_err(|e| match e {
-            HeaderError::FieldType { expected, .. } => HeaderError::FieldType {
-                field: format!("extFields.{key}"),
-                expected,
-            },
-            other => other,
-        })?;
-        match scalar {
-            // Java's map.get() sees a null value as an absent key.
-            Scalar::Null => {}
-            Scalar::Text(s) | Scalar::Literal(s) => {
-                fields.insert(key, s);
-            }
-        }
-    }
-    Ok(fields)
 }
 
 /// Decodes a JSON header. The body and serialize type are left at their defaults.
@@ -157,7 +262,7 @@ pub(super) fn decode(header: &[u8]) -> Result<RemotingCommand, HeaderFault> {
         language: language_field(wire.language).map_err(fault(prefix))?,
         version: int_field(wire.version, "version").map_err(fault(prefix))?,
         remark: optional_text(wire.remark, "remark").map_err(fault(prefix))?,
-        ext_fields: ext_fields(wire.ext_fields).map_err(fault(prefix))?,
+        ext_fields: wire.ext_fields.0.map_err(fault(prefix))?,
         body: bytes::Bytes::new(),
         serialize_type: SerializeType::Json,
     })
@@ -200,13 +305,17 @@ fn write_str(out: &mut impl Write, s: &str) -> std::io::Result<()> {
 }
 
 fn write_header(cmd: &RemotingCommand, out: &mut impl Write) -> std::io::Result<()> {
-    write!(out, "{{\"code\":{},\"language\":", cmd.code)?;
+    let mut number = itoa::Buffer::new();
+    out.write_all(b"{\"code\":")?;
+    out.write_all(number.format(cmd.code).as_bytes())?;
+    out.write_all(b",\"language\":")?;
     write_str(out, cmd.language.name())?;
-    write!(
-        out,
-        ",\"version\":{},\"opaque\":{},\"flag\":{}",
-        cmd.version, cmd.opaque, cmd.flag
-    )?;
+    out.write_all(b",\"version\":")?;
+    out.write_all(number.format(cmd.version).as_bytes())?;
+    out.write_all(b",\"opaque\":")?;
+    out.write_all(number.format(cmd.opaque).as_bytes())?;
+    out.write_all(b",\"flag\":")?;
+    out.write_all(number.format(cmd.flag).as_bytes())?;
     if let Some(remark) = &cmd.remark {
         out.write_all(b",\"remark\":")?;
         write_str(out, remark)?;
@@ -220,11 +329,7 @@ fn write_header(cmd: &RemotingCommand, out: &mut impl Write) -> std::io::Result<
         out.write_all(b":")?;
         write_str(out, value)?;
     }
-    write!(
-        out,
-        "}},\"serializeTypeCurrentRPC\":\"{}\"}}",
-        SerializeType::Json.name()
-    )
+    out.write_all(b"},\"serializeTypeCurrentRPC\":\"JSON\"}")
 }
 
 /// Appends the JSON header of `cmd` to `out`.
@@ -367,7 +472,7 @@ mod tests {
     #[test]
     fn bad_headers_report_what_could_be_read() {
         // (json, code, opaque) readable before the failure.
-        let cases: [(&str, Option<i32>, Option<i32>); 8] = [
+        let cases: [(&str, Option<i32>, Option<i32>); 10] = [
             ("", None, None),
             ("not json", None, None),
             ("[1,2]", None, None),
@@ -388,6 +493,17 @@ mod tests {
                 Some(10),
                 Some(5),
             ),
+            // A bad extFields value before the addressing fields still lets them be read.
+            (
+                r#"{"extFields":{"k":[1],"j":"v"},"code":10,"opaque":5}"#,
+                Some(10),
+                Some(5),
+            ),
+            (
+                r#"{"extFields":"x","code":10,"opaque":5}"#,
+                Some(10),
+                Some(5),
+            ),
         ];
         for (json, code, opaque) in cases {
             match decode(json.as_bytes()) {
@@ -399,6 +515,46 @@ mod tests {
                         "{json}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins_and_the_field_count_is_bounded() {
+        check(
+            r#"{"code":10,"extFields":{"k":"1","j":"2","k":"3"}}"#,
+            &command(
+                10,
+                LanguageCode::Java,
+                0,
+                0,
+                None,
+                &[("k", "3"), ("j", "2")],
+            ),
+        );
+        let entries = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"k{i}\":\"v\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let at_limit = format!(
+            r#"{{"code":10,"extFields":{{{}}}}}"#,
+            entries(MAX_EXT_FIELDS)
+        );
+        assert_eq!(
+            decode(at_limit.as_bytes()).map(|c| c.ext_fields.len()).ok(),
+            Some(MAX_EXT_FIELDS)
+        );
+        let over = format!(
+            r#"{{"code":10,"opaque":4,"extFields":{{{}}}}}"#,
+            entries(MAX_EXT_FIELDS + 1)
+        );
+        match decode(over.as_bytes()) {
+            Ok(cmd) => panic!("decoded {} fields", cmd.ext_fields.len()),
+            Err(fault) => {
+                assert!(matches!(fault.error, HeaderError::TooManyFields { .. }));
+                assert_eq!(fault.prefix.opaque, Some(4));
             }
         }
     }
@@ -419,7 +575,7 @@ mod tests {
         let text = std::str::from_utf8(&out).expect("utf8");
         assert_eq!(
             text,
-            r#"{"code":0,"language":"RUST","version":0,"opaque":7,"flag":1,"remark":"line\n\"quoted\"\u0001","extFields":{"msgId":"AB","queueOffset":"12"},"serializeTypeCurrentRPC":"JSON"}"#
+            r#"{"code":0,"language":"RUST","version":0,"opaque":7,"flag":1,"remark":"line\n\"quoted\"\u0001","extFields":{"queueOffset":"12","msgId":"AB"},"serializeTypeCurrentRPC":"JSON"}"#
         );
         // Standard JSON, and it decodes back to the same command.
         assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());

@@ -1,10 +1,10 @@
 //! [`RemotingCommand`]: one request or response of the remoting protocol, and the two header
 //! serializations it travels in (JSON and the ROCKETMQ binary layout).
 
+mod fields;
 mod json;
 mod rocketmq;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -12,19 +12,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::error::{HeaderError, ProtocolError};
 use crate::header::CommandHeader;
 
-/// The `extFields` map of a command: the string form of its typed header.
-///
-/// Ordered so that encodings are deterministic; the protocol itself attaches no meaning to the
-/// order.
-pub type ExtFields = BTreeMap<String, String>;
+pub use fields::{ExtFields, MAX_EXT_FIELDS};
 
 /// Builds extension fields from pairs, for tests across the crate.
 #[cfg(test)]
 pub(crate) fn test_fields(pairs: &[(&str, &str)]) -> ExtFields {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().copied().collect()
 }
 
 /// Bit of [`RemotingCommand::flag`] set on responses.

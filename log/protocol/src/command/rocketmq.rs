@@ -15,7 +15,9 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{ExtFields, HeaderFault, LanguageCode, Prefix, RemotingCommand, SerializeType};
+use super::{
+    ExtFields, HeaderFault, LanguageCode, MAX_EXT_FIELDS, Prefix, RemotingCommand, SerializeType,
+};
 use crate::error::{HeaderError, ProtocolError};
 
 /// A bounds-checked big-endian reader over a header slice.
@@ -65,13 +67,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed UTF-8 string; `None` for length 0, as Java reads it.
-    fn string(&mut self, len: i64, what: &'static str) -> Result<Option<String>, HeaderError> {
+    fn string(&mut self, len: i64, what: &'static str) -> Result<Option<&'a str>, HeaderError> {
         let bytes = self.sized(len, what)?;
         if bytes.is_empty() {
             return Ok(None);
         }
         std::str::from_utf8(bytes)
-            .map(|s| Some(s.to_owned()))
+            .map(Some)
             .map_err(|_| HeaderError::NotUtf8 { what })
     }
 }
@@ -85,6 +87,11 @@ fn decode_ext_fields(region: &[u8]) -> Result<ExtFields, HeaderError> {
         let value_len = reader.i32("extFields value length")?;
         let value = reader.string(value_len.into(), "extFields value")?;
         if let (Some(key), Some(value)) = (key, value) {
+            if fields.len() == MAX_EXT_FIELDS && !fields.contains_key(key) {
+                return Err(HeaderError::TooManyFields {
+                    limit: MAX_EXT_FIELDS,
+                });
+            }
             fields.insert(key, value);
         }
     }
@@ -105,7 +112,9 @@ pub(super) fn decode(header: &[u8]) -> Result<RemotingCommand, HeaderFault> {
         let flag = reader.i32("flag")?;
         prefix.flag = Some(flag);
         let remark_len = reader.i32("remark length")?;
-        let remark = reader.string(remark_len.into(), "remark")?;
+        let remark = reader
+            .string(remark_len.into(), "remark")?
+            .map(str::to_owned);
         let ext_len = reader.i32("extFields length")?;
         // Java skips the map when the length is not positive.
         let ext_fields = if ext_len > 0 {
@@ -160,7 +169,7 @@ pub(super) fn encode(cmd: &RemotingCommand, out: &mut BytesMut) -> Result<(), Pr
     }
     let map_len_at = out.len();
     out.put_i32(0);
-    for (key, value) in &cmd.ext_fields {
+    for (key, value) in cmd.ext_fields.iter() {
         let key_len = i32::try_from(key.len()).unwrap_or(i32::MAX);
         out.put_i16(short("extFields key length", key_len)?);
         out.put_slice(key.as_bytes());
@@ -212,8 +221,8 @@ mod tests {
         assert_eq!(cmd.remark.as_deref(), Some("hi"));
         // Zero-length keys and values read as Java nulls: absent.
         assert_eq!(
-            cmd.ext_fields.into_iter().collect::<Vec<_>>(),
-            vec![("topic".to_owned(), "T".to_owned())]
+            cmd.ext_fields.iter().collect::<Vec<_>>(),
+            vec![("topic", "T")]
         );
         let no_remark = decode(&java_header(b"", &[])).expect("decodes");
         assert_eq!(no_remark.remark, None);
@@ -223,7 +232,7 @@ mod tests {
     fn encode_then_decode_is_identity() {
         let mut cmd = RemotingCommand::new_request(10, -5).with_remark("r");
         cmd.serialize_type = SerializeType::RocketMq;
-        cmd.ext_fields.insert("a".into(), "ü".into());
+        cmd.ext_fields.insert("a", "ü");
         let mut out = BytesMut::new();
         encode(&cmd, &mut out).expect("encodes");
         assert_eq!(decode(&out).ok(), Some(cmd));
@@ -260,6 +269,25 @@ mod tests {
                 Err(fault) => assert_eq!(fault.prefix.opaque, opaque, "{what}: {fault:?}"),
             }
         }
+    }
+
+    #[test]
+    fn too_many_fields_are_refused() {
+        let keys: Vec<String> = (0..=MAX_EXT_FIELDS).map(|i| format!("k{i}")).collect();
+        let entries: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (k.as_bytes(), &b"v"[..])).collect();
+        let fault = decode(&java_header(b"", &entries))
+            .map(|_| ())
+            .expect_err("over the limit");
+        assert!(
+            matches!(fault.error, HeaderError::TooManyFields { .. }),
+            "{fault:?}"
+        );
+        // At the limit, and with a repeated key past it, the header decodes.
+        let at_limit = &entries[..MAX_EXT_FIELDS];
+        assert!(decode(&java_header(b"", at_limit)).is_ok());
+        let mut repeated = at_limit.to_vec();
+        repeated.push(at_limit[0]);
+        assert!(decode(&java_header(b"", &repeated)).is_ok());
     }
 
     #[test]

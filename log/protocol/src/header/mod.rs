@@ -51,6 +51,8 @@ pub use topic::{
 };
 pub use transaction::{CheckTransactionStateRequestHeader, EndTransactionRequestHeader};
 
+use compact_str::CompactString;
+
 use crate::command::ExtFields;
 use crate::error::ProtocolError;
 
@@ -80,7 +82,7 @@ pub trait FieldValue: Sized {
     fn parse(raw: &str) -> Option<Self>;
 
     /// The wire form.
-    fn render(&self) -> String;
+    fn render(&self) -> CompactString;
 }
 
 impl FieldValue for String {
@@ -90,8 +92,8 @@ impl FieldValue for String {
         Some(raw.to_owned())
     }
 
-    fn render(&self) -> String {
-        self.clone()
+    fn render(&self) -> CompactString {
+        CompactString::from(self.as_str())
     }
 }
 
@@ -102,8 +104,8 @@ impl FieldValue for i32 {
         raw.trim().parse().ok()
     }
 
-    fn render(&self) -> String {
-        self.to_string()
+    fn render(&self) -> CompactString {
+        CompactString::from(itoa::Buffer::new().format(*self))
     }
 }
 
@@ -114,8 +116,8 @@ impl FieldValue for i64 {
         raw.trim().parse().ok()
     }
 
-    fn render(&self) -> String {
-        self.to_string()
+    fn render(&self) -> CompactString {
+        CompactString::from(itoa::Buffer::new().format(*self))
     }
 }
 
@@ -133,8 +135,8 @@ impl FieldValue for bool {
         }
     }
 
-    fn render(&self) -> String {
-        self.to_string()
+    fn render(&self) -> CompactString {
+        CompactString::const_new(if *self { "true" } else { "false" })
     }
 }
 
@@ -219,13 +221,16 @@ macro_rules! command_header {
     (@type optional $ty:ty) => { Option<$ty> };
     (@write required $fields:ident, $key:literal, $value:expr) => {
         $fields.insert(
-            $key.to_owned(),
+            compact_str::CompactString::const_new($key),
             $crate::header::FieldValue::render($value),
         );
     };
     (@write optional $fields:ident, $key:literal, $value:expr) => {
         if let Some(value) = $value {
-            $fields.insert($key.to_owned(), $crate::header::FieldValue::render(value));
+            $fields.insert(
+                compact_str::CompactString::const_new($key),
+                $crate::header::FieldValue::render(value),
+            );
         }
     };
 }

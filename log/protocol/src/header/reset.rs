@@ -41,7 +41,7 @@ mod tests {
             ("isForce", "true"),
             ("queueId", "-1"),
         ] {
-            fields.insert(k.into(), v.into());
+            fields.insert(k, v);
         }
         let h = ResetOffsetRequestHeader::from_ext_fields(&fields).expect("decodes");
         assert_eq!(
