@@ -1,5 +1,12 @@
 //! One TCP connection: a reader task, a writer task, and the table of requests awaiting
 //! their responses.
+//!
+//! The writer task writes what others queue: requests, pushes, and the responses of requests
+//! whose handlers had to wait. The reader answers requests that complete at once (most of
+//! them: an ASYNC send, an offset query) itself: it gathers their encoded responses while it
+//! decodes the frames of one read, and writes them all with one system call before reading
+//! again. That saves a task wake-up and a write per request; when the writer is busy writing,
+//! the gathered bytes are queued to it instead, so bytes of two frames never interleave.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex as AsyncMutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_protocol::command::FLAG_RESPONSE;
@@ -116,7 +123,7 @@ pub struct Connection {
     id: u64,
     peer: SocketAddr,
     local: SocketAddr,
-    out: mpsc::Sender<RemotingCommand>,
+    out: mpsc::Sender<Outbound>,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: AtomicI32,
     closed: CancellationToken,
@@ -137,6 +144,7 @@ impl Connection {
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
         let (rd, wr) = stream.into_split();
+        let wr = Arc::new(AsyncMutex::new(wr));
         let (out, rx) = mpsc::channel(config.outbound_queue.max(1));
         let conn = Arc::new(Self {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
@@ -152,7 +160,7 @@ impl Connection {
         let codec = FrameCodec::new(config.max_frame_len);
         let writer = Writer {
             conn: conn.clone(),
-            wr,
+            wr: wr.clone(),
             rx,
             codec,
             stats: stats.clone(),
@@ -161,6 +169,8 @@ impl Connection {
         let reader = Reader {
             conn: conn.clone(),
             rd,
+            wr,
+            answers: Gather::default(),
             handler,
             codec,
             stats,
@@ -215,7 +225,7 @@ impl Connection {
             return Err(self.closed_error());
         }
         self.out
-            .send(command)
+            .send(Outbound::Command(command))
             .await
             .map_err(|_| self.closed_error())
     }
@@ -262,7 +272,9 @@ impl Connection {
     pub fn try_oneway(&self, mut request: RemotingCommand) -> Result<(), RemotingError> {
         request.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         request.mark_oneway();
-        self.out.try_send(request).map_err(|_| self.closed_error())
+        self.out
+            .try_send(Outbound::Command(request))
+            .map_err(|_| self.closed_error())
     }
 
     fn complete(&self, response: RemotingCommand) {
@@ -280,66 +292,41 @@ impl Connection {
     }
 }
 
-struct Writer {
-    conn: Arc<Connection>,
-    wr: OwnedWriteHalf,
-    rx: mpsc::Receiver<RemotingCommand>,
-    codec: FrameCodec,
-    stats: Arc<TransportStats>,
+/// What the writer task is given to write.
+#[derive(Debug)]
+enum Outbound {
+    /// A command to encode.
+    Command(RemotingCommand),
+    /// Frames the reader encoded and could not write itself because the writer was writing.
+    Encoded(Vec<Bytes>),
 }
 
-/// Bodies at least this large are written from their own buffer instead of being copied.
-const ZERO_COPY_BODY: usize = 16 << 10;
-/// Bytes gathered from the queue before one write.
-const WRITE_BATCH: usize = 1 << 20;
+/// Encoded frames waiting for one write: small ones copied together into `head`, bodies of
+/// [`ZERO_COPY_BODY`] or more kept in their own buffers in `chunks`, in order.
+#[derive(Default)]
+struct Gather {
+    head: BytesMut,
+    chunks: Vec<Bytes>,
+    /// Bytes gathered.
+    len: usize,
+}
 
-impl Writer {
-    async fn run(mut self) {
-        let mut head = BytesMut::with_capacity(64 << 10);
-        let mut chunks: Vec<Bytes> = Vec::new();
-        loop {
-            let first = tokio::select! {
-                command = self.rx.recv() => command,
-                () = self.conn.closed.cancelled() => None,
-            };
-            let Some(first) = first else { break };
-            let mut queued = self.encode(first, &mut head, &mut chunks);
-            while queued < WRITE_BATCH {
-                match self.rx.try_recv() {
-                    Ok(command) => queued += self.encode(command, &mut head, &mut chunks),
-                    Err(_) => break,
-                }
-            }
-            if !head.is_empty() {
-                chunks.push(head.split().freeze());
-            }
-            if let Err(e) = write_all_chunks(&mut self.wr, &mut chunks).await {
-                tracing::debug!(peer = %self.conn.peer, error = %e, "write failed; closing");
-                break;
-            }
-            self.stats
-                .bytes_out
-                .fetch_add(queued as u64, Ordering::Relaxed);
-        }
-        self.conn.close();
-        let _ = self.wr.shutdown().await;
+impl Gather {
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
-    /// Encodes one command into `head` (and `chunks`, for a large body); returns its bytes.
-    fn encode(
-        &self,
-        mut command: RemotingCommand,
-        head: &mut BytesMut,
-        chunks: &mut Vec<Bytes>,
-    ) -> usize {
-        if let Err(e) = self.codec.encode_head(&command, head) {
-            // Only a response can be too large here (requests are checked by their senders
-            // alike, but a handler's answer is not): answer with the error instead.
-            tracing::warn!(peer = %self.conn.peer, code = command.code, opaque = command.opaque, error = %e, "cannot encode command");
+    /// Encodes one command. A response too large to encode is replaced by an error response,
+    /// so that its requester hears why instead of waiting out its timeout.
+    fn command(&mut self, codec: &FrameCodec, peer: SocketAddr, mut command: RemotingCommand) {
+        let before = self.head.len();
+        if let Err(e) = codec.encode_head(&command, &mut self.head) {
+            // Requests are checked by their senders, but a handler's answer is not.
+            tracing::warn!(%peer, code = command.code, opaque = command.opaque, error = %e, "cannot encode command");
             if !command.is_response() {
-                return 0;
+                return;
             }
-            let fallback = RemotingCommand {
+            command = RemotingCommand {
                 opaque: command.opaque,
                 serialize_type: command.serialize_type,
                 ..RemotingCommand::new_response(
@@ -347,21 +334,107 @@ impl Writer {
                     Some(format!("response not sent: {e}")),
                 )
             };
-            command = fallback;
-            if self.codec.encode_head(&command, head).is_err() {
-                return 0;
+            if codec.encode_head(&command, &mut self.head).is_err() {
+                return;
             }
         }
-        let before = head.len();
-        let body = std::mem::take(&mut command.body);
-        let len = body.len();
-        if len >= ZERO_COPY_BODY {
-            chunks.push(head.split().freeze());
-            chunks.push(body);
+        self.len += self.head.len() - before;
+        self.bytes(std::mem::take(&mut command.body));
+    }
+
+    /// Appends already encoded bytes.
+    fn bytes(&mut self, bytes: Bytes) {
+        self.len += bytes.len();
+        if bytes.len() >= ZERO_COPY_BODY {
+            if !self.head.is_empty() {
+                self.chunks.push(self.head.split().freeze());
+            }
+            self.chunks.push(bytes);
         } else {
-            head.extend_from_slice(&body);
+            self.head.extend_from_slice(&bytes);
         }
-        before + len
+    }
+
+    /// Everything gathered, as buffers in order; leaves the gather empty.
+    fn take(&mut self) -> Vec<Bytes> {
+        if !self.head.is_empty() {
+            self.chunks.push(self.head.split().freeze());
+        }
+        self.len = 0;
+        std::mem::take(&mut self.chunks)
+    }
+
+    /// Writes everything gathered and empties the gather; returns the bytes written.
+    async fn write(&mut self, wr: &mut OwnedWriteHalf) -> std::io::Result<usize> {
+        let len = self.len;
+        if self.chunks.is_empty() {
+            // The common case: only small frames, in one buffer that is reused.
+            wr.write_all(&self.head).await?;
+            self.head.clear();
+            self.len = 0;
+        } else {
+            let mut chunks = self.take();
+            write_all_chunks(wr, &mut chunks).await?;
+        }
+        Ok(len)
+    }
+}
+
+struct Writer {
+    conn: Arc<Connection>,
+    wr: Arc<AsyncMutex<OwnedWriteHalf>>,
+    rx: mpsc::Receiver<Outbound>,
+    codec: FrameCodec,
+    stats: Arc<TransportStats>,
+}
+
+/// Bodies at least this large are written from their own buffer instead of being copied.
+const ZERO_COPY_BODY: usize = 16 << 10;
+/// Bytes gathered before one write.
+const WRITE_BATCH: usize = 1 << 20;
+
+impl Writer {
+    async fn run(mut self) {
+        let mut gather = Gather {
+            head: BytesMut::with_capacity(64 << 10),
+            ..Gather::default()
+        };
+        loop {
+            let first = tokio::select! {
+                outbound = self.rx.recv() => outbound,
+                () = self.conn.closed.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            self.add(&mut gather, first);
+            while gather.len < WRITE_BATCH {
+                match self.rx.try_recv() {
+                    Ok(outbound) => self.add(&mut gather, outbound),
+                    Err(_) => break,
+                }
+            }
+            if gather.is_empty() {
+                continue;
+            }
+            let written = gather.write(&mut *self.wr.lock().await).await;
+            match written {
+                Ok(n) => {
+                    self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.conn.peer, error = %e, "write failed; closing");
+                    break;
+                }
+            }
+        }
+        self.conn.close();
+        let _ = self.wr.lock().await.shutdown().await;
+    }
+
+    fn add(&self, gather: &mut Gather, outbound: Outbound) {
+        match outbound {
+            Outbound::Command(command) => gather.command(&self.codec, self.conn.peer, command),
+            Outbound::Encoded(chunks) => chunks.into_iter().for_each(|c| gather.bytes(c)),
+        }
     }
 }
 
@@ -369,12 +442,12 @@ impl Writer {
 async fn write_all_chunks(wr: &mut OwnedWriteHalf, chunks: &mut Vec<Bytes>) -> std::io::Result<()> {
     let mut start = 0;
     while start < chunks.len() {
-        let slices: Vec<IoSlice<'_>> = chunks[start..]
-            .iter()
-            .take(64)
-            .map(|c| IoSlice::new(c))
-            .collect();
-        let mut written = wr.write_vectored(&slices).await?;
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = (chunks.len() - start).min(slices.len());
+        for (slice, chunk) in slices.iter_mut().zip(&chunks[start..start + n]) {
+            *slice = IoSlice::new(chunk);
+        }
+        let mut written = wr.write_vectored(&slices[..n]).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -402,9 +475,15 @@ fn respond(mut response: RemotingCommand, opaque: i32) -> RemotingCommand {
     response
 }
 
+/// What a request in progress holds of its connection's budget: one request, and its bytes.
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
 struct Reader {
     conn: Arc<Connection>,
     rd: OwnedReadHalf,
+    wr: Arc<AsyncMutex<OwnedWriteHalf>>,
+    /// Responses of requests answered on the reader, written before the next read.
+    answers: Gather,
     handler: Arc<dyn Handler>,
     codec: FrameCodec,
     stats: Arc<TransportStats>,
@@ -449,6 +528,9 @@ impl Reader {
                     }
                 }
             }
+            if !self.answers.is_empty() && !self.write_answers().await {
+                break;
+            }
             buf.reserve(64 << 10);
             let read = tokio::select! {
                 read = self.rd.read_buf(&mut buf) => read,
@@ -471,6 +553,30 @@ impl Reader {
         self.handler.on_close(&self.conn);
     }
 
+    /// Writes the gathered responses, or queues them to the writer if it is writing now (it
+    /// would be, still, when the try fails: its lock is held only across a write). `false`
+    /// when the connection closed.
+    async fn write_answers(&mut self) -> bool {
+        let written = match self.wr.try_lock() {
+            Ok(mut wr) => self.answers.write(&mut wr).await,
+            Err(_) => {
+                let chunks = self.answers.take();
+                return self.conn.out.send(Outbound::Encoded(chunks)).await.is_ok();
+            }
+        };
+        match written {
+            Ok(n) => {
+                self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.conn.peer, error = %e, "write failed; closing");
+                self.conn.close();
+                false
+            }
+        }
+    }
+
     /// Routes one decoded frame; `false` when the connection closed meanwhile.
     async fn dispatch(&mut self, command: RemotingCommand, frame_len: usize) -> bool {
         if command.is_response() {
@@ -480,15 +586,36 @@ impl Reader {
         self.stats.requests_in.fetch_add(1, Ordering::Relaxed);
         // Backpressure: while the connection's budget is spent, stop reading it.
         let cost = u32::try_from(frame_len.min(self.max_bytes)).unwrap_or(u32::MAX);
-        let permits = tokio::select! {
+        let permits = match (
+            self.requests.clone().try_acquire_owned(),
+            self.bytes.clone().try_acquire_many_owned(cost),
+        ) {
+            (Ok(requests), Ok(bytes)) => Some((requests, bytes)),
+            _ => self.wait_for_permits(cost).await,
+        };
+        let Some(permits) = permits else { return false };
+        self.serve(command, permits).await
+    }
+
+    /// Waits until the connection's budget has room for a request of `cost` bytes, writing
+    /// the gathered responses first (their requests' permits are already back, but their
+    /// requesters should not wait for ours). `None` when the connection closed.
+    async fn wait_for_permits(&mut self, cost: u32) -> Option<Permits> {
+        if !self.answers.is_empty() && !self.write_answers().await {
+            return None;
+        }
+        tokio::select! {
             p = async {
                 let r = self.requests.clone().acquire_owned().await;
                 let b = self.bytes.clone().acquire_many_owned(cost).await;
                 r.ok().zip(b.ok())
             } => p,
             () = self.conn.closed.cancelled() => None,
-        };
-        let Some(permits) = permits else { return false };
+        }
+    }
+
+    /// Handles one request frame (its permits taken); `false` when the connection closed.
+    async fn serve(&mut self, command: RemotingCommand, permits: Permits) -> bool {
         let oneway = command.is_oneway();
         let opaque = command.opaque;
         let mut future = self.handler.handle(&self.conn, command);
@@ -502,7 +629,11 @@ impl Reader {
         if let Poll::Ready(response) = polled {
             drop(permits);
             if let Some(response) = response.filter(|_| !oneway) {
-                return self.conn.send(respond(response, opaque)).await.is_ok();
+                let response = respond(response, opaque);
+                self.answers.command(&self.codec, self.conn.peer, response);
+                if self.answers.len >= WRITE_BATCH {
+                    return self.write_answers().await;
+                }
             }
             return true;
         }
