@@ -953,6 +953,7 @@ impl Inner {
     }
 
     fn run_dispatcher(&self) {
+        let linger = Duration::from_micros(self.config.dispatch_linger_us);
         let mut touched = Vec::new();
         let mut failed = false;
         loop {
@@ -978,6 +979,11 @@ impl Inner {
                         }
                     }
                     touched.clear();
+                }
+                // Busy: let the appends of the next interval pile up and take them in one
+                // round, rather than sleep and be woken by each of them.
+                if !linger.is_zero() && !*self.stop_cv.0.lock() {
+                    std::thread::sleep(linger);
                 }
                 continue;
             }
