@@ -382,7 +382,7 @@ mod tests {
         assert_eq!(reply.property("CORRELATION_ID"), Some("c-1"));
         assert_eq!(reply.property("ARRIVE_TIME"), Some("42"));
         assert_eq!((reply.flag, reply.store_timestamp), (7, 6));
-        push.ext_fields.insert("bornHost".into(), "nowhere".into());
+        push.ext_fields.insert("bornHost", "nowhere");
         assert!(decode_reply(&push, 42).is_err());
     }
 }
