@@ -406,6 +406,12 @@ impl Writer {
             };
             let Some(first) = first else { break };
             self.add(&mut gather, first);
+            // Whoever queued `first` was likely woken together with others that will queue
+            // too: a client's senders, woken by the responses of one read. Tokio runs a task
+            // it just woke before the others (the LIFO slot), so without this the writer
+            // would write each of them on its own. Yielding once lets them queue first, and
+            // one write carries them all.
+            tokio::task::yield_now().await;
             while gather.len < WRITE_BATCH {
                 match self.rx.try_recv() {
                     Ok(outbound) => self.add(&mut gather, outbound),
