@@ -1,17 +1,18 @@
 //! The JSON header, as fastjson writes and reads it for `RemotingCommand`.
 //!
 //! Decoding is as lenient as the Java broker: fields may be absent (Java defaults apply),
-//! `extFields` values may be strings, numbers or booleans (kept in their string form), integer
-//! fields may be written as strings, `language` may be a name or a number, and unknown keys are
-//! ignored. Encoding always writes strings in `extFields`, which every client accepts.
+//! `extFields` values may be strings, numbers or booleans (kept in their string form, numbers
+//! in decimal), integer fields may be written as strings, `language` may be a name or a
+//! number, and unknown keys are ignored. The whole header, `extFields` included, is read in one
+//! pass of the parser, with no intermediate tree. Encoding always writes strings in
+//! `extFields`, which every client accepts.
 
 use std::fmt;
-use std::io::Write;
 
+use bytes::{BufMut, BytesMut};
 use compact_str::CompactString;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::{
     ExtFields, HeaderFault, LanguageCode, MAX_EXT_FIELDS, Prefix, RemotingCommand, SerializeType,
@@ -19,29 +20,120 @@ use super::{
 use crate::error::HeaderError;
 
 /// The header keys we read; everything else (`serializeTypeCurrentRPC`, `suspended`, …) is
-/// ignored, as the frame's serialize-type byte is what counts. One pass of the parser reads it
-/// all, `extFields` included.
+/// ignored, as the frame's serialize-type byte is what counts.
 #[derive(Deserialize)]
-struct WireHeader<'a> {
-    #[serde(borrow, default)]
-    code: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    language: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    version: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    opaque: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    flag: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    remark: Option<&'a RawValue>,
+struct WireHeader {
+    #[serde(default)]
+    code: Scalar,
+    #[serde(default)]
+    language: Scalar,
+    #[serde(default)]
+    version: Scalar,
+    #[serde(default)]
+    opaque: Scalar,
+    #[serde(default)]
+    flag: Scalar,
+    #[serde(default)]
+    remark: Scalar,
     #[serde(rename = "extFields", default)]
     ext_fields: WireExtFields,
 }
 
-/// `extFields` as read in the header's single parse. A value of a type Java would not accept
-/// does not stop the parse: the error is kept here, so the fields that address a response
-/// (`code`, `opaque`) are still read wherever they stand in the object.
+/// A JSON value in the form fastjson would hand to a `String` field. A value of a type Java
+/// would not accept there (an object or array) does not stop the parse: it is kept as what
+/// was expected, and reported by whoever reads the field, so the fields that address a
+/// response (`code`, `opaque`) are still read wherever they stand in the object.
+#[derive(Debug, Default)]
+enum Scalar {
+    /// Absent, or JSON `null`: the field is treated as absent.
+    #[default]
+    Absent,
+    /// A JSON string, unescaped.
+    Text(CompactString),
+    /// A number or boolean in its decimal / `true` / `false` form.
+    Literal(CompactString),
+    /// An object or array.
+    Invalid,
+}
+
+impl Scalar {
+    /// The text of a string, number or boolean; `None` when absent; the error names `field`.
+    fn text(self, field: impl FnOnce() -> String) -> Result<Option<CompactString>, HeaderError> {
+        match self {
+            Self::Absent => Ok(None),
+            Self::Text(s) | Self::Literal(s) => Ok(Some(s)),
+            Self::Invalid => Err(HeaderError::FieldType {
+                field: field(),
+                expected: "a string, number or boolean",
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Text(CompactString::from(v)))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Text(CompactString::from(v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Literal(CompactString::const_new(if v {
+            "true"
+        } else {
+            "false"
+        })))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Literal(CompactString::from(
+            itoa::Buffer::new().format(v),
+        )))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Literal(CompactString::from(
+            itoa::Buffer::new().format(v),
+        )))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Literal(compact_str::format_compact!("{v}")))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Absent)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Invalid)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Invalid)
+    }
+}
+
+/// `extFields` as read in the header's single parse; like [`Scalar`], a wrong type is kept as
+/// an error instead of stopping the parse.
 struct WireExtFields(Result<ExtFields, HeaderError>);
 
 impl Default for WireExtFields {
@@ -53,23 +145,21 @@ impl Default for WireExtFields {
 
 impl<'de> Deserialize<'de> for WireExtFields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ExtFieldsVisitor)
+        match deserializer.deserialize_any(ExtFieldsVisitor)? {
+            Some(fields) => Ok(fields),
+            None => Ok(Self(Err(HeaderError::FieldType {
+                field: "extFields".to_owned(),
+                expected: "an object",
+            }))),
+        }
     }
 }
 
+/// Reads an object into [`WireExtFields`]; `None` for a value that is not an object.
 struct ExtFieldsVisitor;
 
-impl ExtFieldsVisitor {
-    fn not_an_object() -> WireExtFields {
-        WireExtFields(Err(HeaderError::FieldType {
-            field: "extFields".to_owned(),
-            expected: "an object",
-        }))
-    }
-}
-
 impl<'de> Visitor<'de> for ExtFieldsVisitor {
-    type Value = WireExtFields;
+    type Value = Option<WireExtFields>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
@@ -77,21 +167,21 @@ impl<'de> Visitor<'de> for ExtFieldsVisitor {
 
     /// `null`: Java sees no map.
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(WireExtFields::default())
+        Ok(Some(WireExtFields::default()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = ExtFields::with_capacity(16);
         let mut fault = None;
         while let Some(Key(key)) = map.next_key()? {
-            let value: &'de RawValue = map.next_value()?;
+            let value: Scalar = map.next_value()?;
             if fault.is_some() {
                 continue;
             }
-            match scalar(value) {
+            match value.text(|| format!("extFields.{key}")) {
                 // Java's map.get() sees a null value as an absent key.
                 Ok(None) => {}
-                Ok(Some((_, value))) => {
+                Ok(Some(value)) => {
                     if fields.len() == MAX_EXT_FIELDS && !fields.contains_key(&key) {
                         fault = Some(HeaderError::TooManyFields {
                             limit: MAX_EXT_FIELDS,
@@ -100,40 +190,35 @@ impl<'de> Visitor<'de> for ExtFieldsVisitor {
                         fields.insert(key, value);
                     }
                 }
-                Err(expected) => {
-                    fault = Some(HeaderError::FieldType {
-                        field: format!("extFields.{key}"),
-                        expected,
-                    })
-                }
+                Err(e) => fault = Some(e),
             }
         }
-        Ok(WireExtFields(fault.map_or(Ok(fields), Err)))
+        Ok(Some(WireExtFields(fault.map_or(Ok(fields), Err))))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Self::not_an_object())
+        Ok(None)
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Self::not_an_object())
+        Ok(None)
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Self::not_an_object())
+        Ok(None)
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Self::not_an_object())
+        Ok(None)
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Self::not_an_object())
+        Ok(None)
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Self::not_an_object())
+        Ok(None)
     }
 }
 
@@ -158,79 +243,29 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-/// What kind of JSON scalar a value was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ScalarKind {
-    /// A JSON string, unescaped.
-    Text,
-    /// A number or boolean, exactly as written.
-    Literal,
-}
-
-/// A JSON scalar in the form fastjson would hand to a `String` field: `None` for `null` (the
-/// field is treated as absent), else its kind and text. A value of another type is an error
-/// saying what was expected.
-fn scalar(raw: &RawValue) -> Result<Option<(ScalarKind, CompactString)>, &'static str> {
-    let text = raw.get().trim();
-    match text.as_bytes().first() {
-        // Most strings have no escapes: take them as they are instead of running the parser.
-        Some(b'"') => match text.as_bytes() {
-            [b'"', inner @ .., b'"'] if !inner.iter().any(|b| *b == b'\\' || *b < 0x20) => {
-                Ok(Some((
-                    ScalarKind::Text,
-                    CompactString::from(&text[1..text.len() - 1]),
-                )))
-            }
-            // The raw value was already parsed as a string, so this cannot fail.
-            _ => serde_json::from_str::<String>(text)
-                .map(|s| Some((ScalarKind::Text, CompactString::from(s))))
-                .map_err(|_| "a string"),
-        },
-        Some(b'n') => Ok(None),
-        Some(b't' | b'f' | b'-' | b'0'..=b'9') => {
-            Ok(Some((ScalarKind::Literal, CompactString::from(text))))
-        }
-        _ => Err("a string, number or boolean"),
-    }
-}
-
-/// A top-level scalar field, with the field named in the error.
-fn field(
-    raw: Option<&RawValue>,
-    name: &str,
-) -> Result<Option<(ScalarKind, CompactString)>, HeaderError> {
-    match raw {
-        None => Ok(None),
-        Some(raw) => scalar(raw).map_err(|expected| HeaderError::FieldType {
-            field: name.to_owned(),
-            expected,
-        }),
-    }
-}
-
-fn optional_text(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, HeaderError> {
-    Ok(field(raw, name)?.map(|(_, s)| s.into()))
-}
-
 /// An `int` field: a JSON integer or a string holding one; absent or null gives 0.
-fn int_field(raw: Option<&RawValue>, name: &'static str) -> Result<i32, HeaderError> {
-    match field(raw, name)? {
+fn int_field(value: Scalar, name: &'static str) -> Result<i32, HeaderError> {
+    match value.text(|| name.to_owned())? {
         None => Ok(0),
-        Some((_, s)) => s.trim().parse().map_err(|_| HeaderError::FieldType {
+        Some(s) => s.trim().parse().map_err(|_| HeaderError::FieldType {
             field: name.to_owned(),
             expected: "a 32-bit integer",
         }),
     }
 }
 
-fn language_field(raw: Option<&RawValue>) -> Result<LanguageCode, HeaderError> {
-    match field(raw, "language")? {
-        None => Ok(LanguageCode::Java),
-        Some((ScalarKind::Text, name)) => Ok(LanguageCode::from_name(&name)),
-        Some((ScalarKind::Literal, number)) => Ok(match number.parse::<u8>() {
+fn language_field(value: Scalar) -> Result<LanguageCode, HeaderError> {
+    match value {
+        Scalar::Absent => Ok(LanguageCode::Java),
+        Scalar::Text(name) => Ok(LanguageCode::from_name(&name)),
+        Scalar::Literal(number) => Ok(match number.parse::<u8>() {
             Ok(code) => LanguageCode::from_code(code),
             Err(_) => LanguageCode::Unknown(number.into()),
         }),
+        invalid @ Scalar::Invalid => {
+            invalid.text(|| "language".to_owned())?;
+            Ok(LanguageCode::Java)
+        }
     }
 }
 
@@ -245,7 +280,7 @@ pub(super) fn decode(header: &[u8]) -> Result<RemotingCommand, HeaderFault> {
             expected: "a JSON object",
         }));
     }
-    let wire: WireHeader<'_> = serde_json::from_slice(header)
+    let wire: WireHeader = serde_json::from_slice(header)
         .map_err(HeaderError::from)
         .map_err(fault(prefix))?;
     // Read the fields that address a response first, so a later failure can still report them.
@@ -261,82 +296,91 @@ pub(super) fn decode(header: &[u8]) -> Result<RemotingCommand, HeaderFault> {
         flag,
         language: language_field(wire.language).map_err(fault(prefix))?,
         version: int_field(wire.version, "version").map_err(fault(prefix))?,
-        remark: optional_text(wire.remark, "remark").map_err(fault(prefix))?,
+        remark: wire
+            .remark
+            .text(|| "remark".to_owned())
+            .map_err(fault(prefix))?
+            .map(String::from),
         ext_fields: wire.ext_fields.0.map_err(fault(prefix))?,
         body: bytes::Bytes::new(),
         serialize_type: SerializeType::Json,
     })
 }
 
-/// Writes `s` as a JSON string literal.
-fn write_str(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-    out.write_all(b"\"")?;
+/// Which bytes a JSON string cannot hold as they are: `"`, `\` and the control characters.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Appends `s` as a JSON string literal.
+fn put_str(out: &mut BytesMut, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.put_u8(b'"');
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0..=0x1f => None,
-            _ => continue,
-        };
-        out.write_all(&s.as_bytes()[start..i])?;
-        match escape {
-            Some(e) => out.write_all(e)?,
-            // Properties carry \u0001 and \u0002 separators: no formatting machinery for them.
-            None => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.write_all(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ])?
-            }
+    for (i, &b) in bytes.iter().enumerate() {
+        if !ESCAPED[usize::from(b)] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            // Properties carry \u0001 and \u0002 separators.
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
         }
         start = i + 1;
     }
-    out.write_all(&s.as_bytes()[start..])?;
-    out.write_all(b"\"")
-}
-
-fn write_header(cmd: &RemotingCommand, out: &mut impl Write) -> std::io::Result<()> {
-    let mut number = itoa::Buffer::new();
-    out.write_all(b"{\"code\":")?;
-    out.write_all(number.format(cmd.code).as_bytes())?;
-    out.write_all(b",\"language\":")?;
-    write_str(out, cmd.language.name())?;
-    out.write_all(b",\"version\":")?;
-    out.write_all(number.format(cmd.version).as_bytes())?;
-    out.write_all(b",\"opaque\":")?;
-    out.write_all(number.format(cmd.opaque).as_bytes())?;
-    out.write_all(b",\"flag\":")?;
-    out.write_all(number.format(cmd.flag).as_bytes())?;
-    if let Some(remark) = &cmd.remark {
-        out.write_all(b",\"remark\":")?;
-        write_str(out, remark)?;
-    }
-    out.write_all(b",\"extFields\":{")?;
-    for (i, (key, value)) in cmd.ext_fields.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_str(out, key)?;
-        out.write_all(b":")?;
-        write_str(out, value)?;
-    }
-    out.write_all(b"},\"serializeTypeCurrentRPC\":\"JSON\"}")
+    out.extend_from_slice(&bytes[start..]);
+    out.put_u8(b'"');
 }
 
 /// Appends the JSON header of `cmd` to `out`.
-pub(super) fn encode(cmd: &RemotingCommand, out: &mut bytes::buf::Writer<&mut bytes::BytesMut>) {
-    // Writing into a BytesMut cannot fail: it grows as needed.
-    let written = write_header(cmd, out);
-    debug_assert!(written.is_ok(), "writing to BytesMut failed: {written:?}");
+pub(super) fn encode(cmd: &RemotingCommand, out: &mut BytesMut) {
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"code\":");
+    out.extend_from_slice(number.format(cmd.code).as_bytes());
+    out.extend_from_slice(b",\"language\":");
+    put_str(out, cmd.language.name());
+    out.extend_from_slice(b",\"version\":");
+    out.extend_from_slice(number.format(cmd.version).as_bytes());
+    out.extend_from_slice(b",\"opaque\":");
+    out.extend_from_slice(number.format(cmd.opaque).as_bytes());
+    out.extend_from_slice(b",\"flag\":");
+    out.extend_from_slice(number.format(cmd.flag).as_bytes());
+    if let Some(remark) = &cmd.remark {
+        out.extend_from_slice(b",\"remark\":");
+        put_str(out, remark);
+    }
+    out.extend_from_slice(b",\"extFields\":{");
+    for (i, (key, value)) in cmd.ext_fields.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        put_str(out, key);
+        out.put_u8(b':');
+        put_str(out, value);
+    }
+    out.extend_from_slice(b"},\"serializeTypeCurrentRPC\":\"JSON\"}");
 }
 
 #[cfg(test)]
@@ -445,7 +489,7 @@ mod tests {
                     0,
                     0,
                     None,
-                    &[("x", "1.50"), ("y", "-1e3")],
+                    &[("x", "1.5"), ("y", "-1000")],
                 ),
             ),
             (
@@ -571,7 +615,7 @@ mod tests {
         );
         cmd.flag = 1;
         let mut out = bytes::BytesMut::new();
-        encode(&cmd, &mut bytes::BufMut::writer(&mut out));
+        encode(&cmd, &mut out);
         let text = std::str::from_utf8(&out).expect("utf8");
         assert_eq!(
             text,

@@ -7,7 +7,7 @@ mod rocketmq;
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{HeaderError, ProtocolError};
 use crate::header::CommandHeader;
@@ -271,7 +271,7 @@ impl RemotingCommand {
     pub(crate) fn encode_header(&self, out: &mut BytesMut) -> Result<(), ProtocolError> {
         match self.serialize_type {
             SerializeType::Json => {
-                json::encode(self, &mut out.writer());
+                json::encode(self, out);
                 Ok(())
             }
             SerializeType::RocketMq => rocketmq::encode(self, out),

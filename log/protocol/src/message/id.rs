@@ -77,19 +77,39 @@ fn hex_value(digit: u8) -> Option<u8> {
     }
 }
 
+impl OffsetMessageId {
+    /// Writes the id into `buf` (long enough for an IPv6 id) and returns it: upper-case hex, as
+    /// Java's `UtilAll.bytes2string`. A broker makes one per message stored, so this formats
+    /// with a table rather than the formatting machinery.
+    pub fn encode<'b>(&self, buf: &'b mut [u8; 56]) -> &'b str {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut raw = [0u8; 28];
+        let ip_len = match self.store_host.ip() {
+            IpAddr::V4(ip) => {
+                raw[..4].copy_from_slice(&ip.octets());
+                4
+            }
+            IpAddr::V6(ip) => {
+                raw[..16].copy_from_slice(&ip.octets());
+                16
+            }
+        };
+        raw[ip_len..ip_len + 4].copy_from_slice(&i32::from(self.store_host.port()).to_be_bytes());
+        raw[ip_len + 4..ip_len + 12].copy_from_slice(&self.commit_log_offset.to_be_bytes());
+        let len = ip_len + 12;
+        for (pair, byte) in buf.chunks_exact_mut(2).zip(&raw[..len]) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(&buf[..2 * len]).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for OffsetMessageId {
     /// Upper-case hex, as Java's `UtilAll.bytes2string`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.store_host.ip() {
-            IpAddr::V4(ip) => ip.octets().iter().try_for_each(|b| write!(f, "{b:02X}"))?,
-            IpAddr::V6(ip) => ip.octets().iter().try_for_each(|b| write!(f, "{b:02X}"))?,
-        }
-        write!(
-            f,
-            "{:08X}{:016X}",
-            i32::from(self.store_host.port()),
-            self.commit_log_offset
-        )
+        f.write_str(self.encode(&mut [0; 56]))
     }
 }
 
