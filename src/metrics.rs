@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tributary_broker::Broker;
+use tributary_broker::schedule::LagHistogram;
 use tributary_namesrv::NamesrvStats;
 use tributary_remoting::TransportStats;
 use tributary_store::MessageStore;
@@ -161,6 +163,22 @@ fn gauge(
     g.encode(m)
 }
 
+/// A histogram of lags in seconds from the schedule's millisecond buckets.
+fn lag_histogram(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    h: &LagHistogram,
+) -> Result<(), std::fmt::Error> {
+    let buckets: Vec<(f64, u64)> = h
+        .buckets()
+        .into_iter()
+        .map(|(upper, n)| (upper.map_or(f64::MAX, |ms| ms as f64 / 1000.0), n))
+        .collect();
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    m.encode_histogram::<NoLabelSet>(h.sum_ms() as f64 / 1000.0, h.count(), &buckets, None)
+}
+
 /// Reads the broker's and its transport's counters at scrape time.
 #[derive(Debug)]
 struct BrokerCollector {
@@ -301,6 +319,12 @@ impl Collector for BrokerCollector {
             "tributary_broker_delayed_pending",
             "Delayed and timer messages not yet delivered",
             i64::try_from(d.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        lag_histogram(
+            &mut enc,
+            "tributary_broker_delayed_delivery_lag_seconds",
+            "How late delayed, timer and retried messages were delivered after their due time",
+            &d.delivery_lag,
         )?;
         gauge(
             &mut enc,

@@ -1,6 +1,7 @@
 //! The Rust client against the real `tributary server`: sends of every kind, pulls and admin
 //! calls; clustering consumers rebalancing as members join and leave (nothing lost,
-//! duplicates only across a rebalance); orderly consumption keeping per-key order;
+//! duplicates only across a rebalance); orderly consumption keeping per-key order as members
+//! join and leave, and retrying a message in place;
 //! broadcasting with local offsets; a broker killed and restarted mid-stream with nothing
 //! acknowledged lost; messages delivered again after ReconsumeLater; SQL92 subscriptions
 //! filtered on the broker (bad expressions refused at start, pull and heartbeat); offsets reset
@@ -547,6 +548,7 @@ async fn orderly_consumers_keep_per_key_order() {
     const KEYS: u32 = 16;
     const PER_KEY: u32 = 100;
     let mut b = None;
+    let mut c = None;
     for seq in 0..PER_KEY {
         if seq == PER_KEY / 3 {
             // A second consumer joins mid-stream: queues move from the first to it.
@@ -556,6 +558,23 @@ async fn orderly_consumers_keep_per_key_order() {
             })
             .await;
             b = Some(joined);
+        }
+        if seq == 2 * PER_KEY / 3
+            && let Some(b) = &b
+        {
+            // A third joins, then the first leaves: its queues move to the other two, which
+            // must go on from where it stopped.
+            let joined = start_consumer().await;
+            wait_until("three orderly consumers hold queues", || {
+                partitioned(&[&a, b, &joined], "Ordered", 8)
+            })
+            .await;
+            a.shutdown().await;
+            wait_until("the two left hold every queue", || {
+                partitioned(&[b, &joined], "Ordered", 8)
+            })
+            .await;
+            c = Some(joined);
         }
         for key in 0..KEYS {
             producer
@@ -581,10 +600,101 @@ async fn orderly_consumers_keep_per_key_order() {
             "{key} consumed out of order: {seqs:?}"
         );
     }
-    if let Some(b) = b {
-        b.shutdown().await;
+    for consumer in [b, c].into_iter().flatten() {
+        consumer.shutdown().await;
     }
-    a.shutdown().await;
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// An orderly listener that asks to suspend its queue gets the same message again, in place
+/// (reconsume times counting up), and nothing behind it in that queue meanwhile; nothing goes
+/// through the broker's retry topic, and the other queues go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderly_consumers_retry_in_place() {
+    let (_dir, server, admin) = start_with_topic("InPlace", 4).await;
+    // Every delivery, in order: (body, reconsume times).
+    let log: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+    let listener = {
+        let log = log.clone();
+        Listener::orderly(move |messages: Arc<[MessageExt]>, _ctx| {
+            let mut log = log.lock();
+            let mut suspend = false;
+            for m in messages.iter() {
+                let body = String::from_utf8_lossy(&m.body).into_owned();
+                // k0:3 fails three times before it succeeds.
+                let failures = log.iter().filter(|(b, _)| *b == body).count();
+                suspend |= body == "k0:3" && failures < 3;
+                log.push((body, m.reconsume_times));
+            }
+            async move {
+                if suspend {
+                    ConsumeOrderlyStatus::SuspendCurrentQueueAMoment
+                } else {
+                    ConsumeOrderlyStatus::Success
+                }
+            }
+        })
+    };
+    let mut config = consumer_config("in-place-group");
+    config.consume_batch_max_size = 1;
+    config.suspend_current_queue = Duration::from_millis(200);
+    let consumer = PushConsumer::start(
+        client(&server.namesrv),
+        config,
+        vec![Subscription::tag("InPlace", "*")],
+        listener,
+    )
+    .await
+    .expect("orderly consumer");
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("in-place-pg"))
+        .await
+        .expect("producer");
+    // k0 and k1 go to different queues.
+    let mut queues = BTreeSet::new();
+    for seq in 0..8 {
+        for key in ["k0", "k1"] {
+            let r = producer
+                .send_orderly(Message::new("InPlace", format!("{key}:{seq}")), key)
+                .await
+                .expect("orderly send");
+            queues.insert((key, r.queue.queue_id));
+        }
+    }
+    assert_eq!(queues.len(), 2, "{queues:?}");
+    wait_until("both keys are consumed to their end", || {
+        let log = log.lock();
+        ["k0:7", "k1:7"]
+            .iter()
+            .all(|b| log.iter().any(|(l, _)| l == b))
+    })
+    .await;
+    let log = log.lock().clone();
+    let k0: Vec<(String, i32)> = log
+        .iter()
+        .filter(|(b, _)| b.starts_with("k0:"))
+        .cloned()
+        .collect();
+    let expected: Vec<(String, i32)> = (0..8)
+        .flat_map(|seq| {
+            let times = if seq == 3 { 0..4 } else { 0..1 };
+            times.map(move |t| (format!("k0:{seq}"), t))
+        })
+        .collect();
+    assert_eq!(k0, expected, "k0 retried out of place");
+    let k1: Vec<&str> = log
+        .iter()
+        .filter(|(b, _)| b.starts_with("k1:"))
+        .map(|(b, _)| b.as_str())
+        .collect();
+    assert_eq!(k1, (0..8).map(|s| format!("k1:{s}")).collect::<Vec<_>>());
+    assert_eq!(
+        common::metric(&server, "tributary_broker_sent_back_total"),
+        Some(0.0),
+        "an orderly retry went through the broker"
+    );
+    consumer.shutdown().await;
     producer.shutdown().await;
     admin.shutdown().await;
     assert!(server.terminate().success());

@@ -1,7 +1,9 @@
 //! Delayed messages, retries and dead letters end to end against the real `tributary server`:
 //! delayed messages delivered before a SIGKILL are not delivered again after the restart (the
 //! progress file is never rewritten in that run, so the broker must find its copies in the
-//! commit log), and pending ones are delivered once; our client's ReconsumeLater goes through
+//! commit log), and pending ones are delivered once; messages that fall due while the broker
+//! is down come in due order, once, none early; retries waiting in the schedule across a
+//! SIGKILL come back once to a consumer online throughout; our client's ReconsumeLater goes through
 //! the broker's retry topic with growing reconsume times into the dead-letter topic, and
 //! `tributary dlq list|resend` shows it and sends it back to its topic; with
 //! `filter_support_retry` retried messages meet the group's SQL92 filter of their topic.
@@ -34,11 +36,26 @@ fn client(namesrv: &str) -> ClientConfig {
     config
 }
 
-/// Writes a configuration file into `dir`.
+/// Writes a configuration file into `dir`, with small commit-log segments (a restart
+/// recovers a whole segment; 1 GiB ones take seconds in a debug build).
 fn config_file(dir: &Path, broker_section: &str) -> PathBuf {
     let path = dir.join("tributary.toml");
-    std::fs::write(&path, format!("[broker]\n{broker_section}\n")).expect("write config");
+    let text = format!("[store]\ncommitlog_segment_bytes = 8388608\n[broker]\n{broker_section}\n");
+    std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// Wall-clock time in ms, the clock of the broker's store timestamps (same machine).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// A counter or gauge on the server's /metrics.
+fn metric(server: &TestServer, name: &str) -> u64 {
+    common::metric(server, name).unwrap_or_else(|| panic!("{name} missing from /metrics")) as u64
 }
 
 fn start(data: &Path, config: &Path) -> TestServer {
@@ -70,7 +87,7 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
     // broker knows what it delivered only from the commit log.
     let config = config_file(
         dir.path(),
-        "delay_levels = \"300ms 1s 3s\"\nschedule_flush_interval_ms = 3600000",
+        "delay_levels = \"300ms 1s 5s\"\nschedule_flush_interval_ms = 3600000",
     );
     let data = dir.path().join("data");
     let server = start(&data, &config);
@@ -97,16 +114,13 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
         expected.push(body);
     }
     // Timers, pending across the kill too.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let sent_ms = now_ms();
     for i in 0..5 {
         let body = format!("timer-{i:02}");
         let message = if i % 2 == 0 {
-            Message::new("Later", body.clone()).with_delay(Duration::from_secs(3))
+            Message::new("Later", body.clone()).with_delay(Duration::from_secs(5))
         } else {
-            Message::new("Later", body.clone()).with_deliver_time_ms(now_ms + 3500)
+            Message::new("Later", body.clone()).with_deliver_time_ms(sent_ms + 5500)
         };
         producer.send(message).await.expect("send");
         expected.push(body);
@@ -117,6 +131,7 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
     .await;
     producer.shutdown().await;
     admin.shutdown().await;
+    let killed_ms = now_ms();
     assert!(!server.kill().success());
     // The progress on disk predates the deliveries: only the commit log tells.
     let progress: serde_json::Value = serde_json::from_slice(
@@ -149,7 +164,292 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
     .await;
     expected.push("zz-marker".into());
     expected.sort();
-    assert_eq!(bodies(&stored(&admin, "Later").await), expected);
+    let delivered = stored(&admin, "Later").await;
+    assert_eq!(bodies(&delivered), expected);
+    // The long delays and the timers were pending at the kill: delivered by the new process.
+    for m in delivered.iter().filter(|m| !m.body.starts_with(b"soon-")) {
+        assert!(
+            m.store_timestamp >= killed_ms,
+            "{:?} was delivered before the kill; the test needs it pending",
+            m.body
+        );
+    }
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// Delay levels and timers that fall due while the broker is down (SIGKILL) are delivered by
+/// the next process in due order, each once, none before its due time, and again none after a
+/// clean restart; the lag of each delivery is on /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(dir.path(), "delay_levels = \"2s 4s 6s\"");
+    let data = dir.path().join("data");
+    let server = start(&data, &config);
+    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    create_topic_routed(&admin, &server, "Due", 1).await;
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("due-pg"))
+        .await
+        .expect("producer");
+    // Sent out of due order; each due at least 2 s after its send, and `t-last` after the
+    // restart unless the restart is slow.
+    let t0 = now_ms();
+    let sends = [
+        (
+            "level-3",
+            Message::new("Due", "level-3").with_delay_level(3),
+        ),
+        (
+            "t-5000",
+            Message::new("Due", "t-5000").with_deliver_time_ms(t0 + 5000),
+        ),
+        (
+            "level-2",
+            Message::new("Due", "level-2").with_delay_level(2),
+        ),
+        (
+            "t-3000a",
+            Message::new("Due", "t-3000a").with_deliver_time_ms(t0 + 3000),
+        ),
+        (
+            "t-in-2500",
+            Message::new("Due", "t-in-2500").with_delay(Duration::from_millis(2500)),
+        ),
+        (
+            "level-1",
+            Message::new("Due", "level-1").with_delay_level(1),
+        ),
+        (
+            "t-3000b",
+            Message::new("Due", "t-3000b").with_deliver_time_ms(t0 + 3000),
+        ),
+        (
+            "t-last",
+            Message::new("Due", "t-last").with_deliver_time_ms(t0 + 12_000),
+        ),
+    ];
+    // The due time of each level message: its schedule entry's store time plus its delay.
+    let mut level_due: BTreeMap<String, i64> = BTreeMap::new();
+    for (body, message) in sends {
+        let level = message
+            .property("DELAY")
+            .map(|l| l.parse::<i64>().expect("level"));
+        let sent = producer.send(message).await.expect("send");
+        if let Some(level) = level {
+            let entry = admin
+                .view_message(&sent.offset_msg_id)
+                .await
+                .expect("entry");
+            assert_eq!(entry.topic, "SCHEDULE_TOPIC_XXXX");
+            level_due.insert(body.into(), entry.store_timestamp + level * 2000);
+        }
+    }
+    assert_eq!(stored_count(&admin, "Due").await, 0, "delivered too soon");
+    producer.shutdown().await;
+    admin.shutdown().await;
+    let killed_ms = now_ms();
+    assert!(!server.kill().success());
+    // Down until all but `t-last` are due.
+    let all_due = level_due
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(t0)
+        .max(t0 + 5000);
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(all_due + 100 - now_ms()).unwrap_or(0),
+    ))
+    .await;
+
+    let server = start(&data, &config);
+    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    wait_until("every message is delivered", async || {
+        stored_count(&admin, "Due").await >= 8
+    })
+    .await;
+    let delivered = stored(&admin, "Due").await;
+    let dues: Vec<(String, i64)> = delivered
+        .iter()
+        .map(|m| {
+            let body = String::from_utf8_lossy(&m.body).into_owned();
+            let due = match level_due.get(&body) {
+                Some(due) => *due,
+                None => m
+                    .property("TIMER_OUT_MS")
+                    .and_then(|t| t.parse().ok())
+                    .expect("a timer copy keeps TIMER_OUT_MS"),
+            };
+            assert!(
+                m.store_timestamp >= due,
+                "{body} delivered before its due time {due}"
+            );
+            assert!(
+                m.store_timestamp >= killed_ms,
+                "{body} delivered before the kill"
+            );
+            (body, due)
+        })
+        .collect();
+    assert_eq!(delivered.len(), 8, "{dues:?}");
+    assert!(
+        dues.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not in due order: {dues:?}"
+    );
+    let mut names: Vec<&str> = dues.iter().map(|(b, _)| b.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "level-1",
+            "level-2",
+            "level-3",
+            "t-3000a",
+            "t-3000b",
+            "t-5000",
+            "t-in-2500",
+            "t-last"
+        ]
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "tributary_broker_delayed_delivery_lag_seconds_count"
+        ),
+        8
+    );
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+
+    // A clean restart delivers nothing again: a marker sent after it comes ninth.
+    let server = start(&data, &config);
+    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("due-pg"))
+        .await
+        .expect("producer");
+    producer
+        .send(Message::new("Due", "marker").with_delay(Duration::from_millis(300)))
+        .await
+        .expect("send marker");
+    wait_until("the marker is delivered", async || {
+        stored_count(&admin, "Due").await >= 9
+    })
+    .await;
+    let delivered = stored(&admin, "Due").await;
+    assert_eq!(delivered.len(), 9);
+    assert_eq!(&delivered[8].body[..], b"marker");
+    producer.shutdown().await;
+    admin.shutdown().await;
+    assert!(server.terminate().success());
+}
+
+/// Messages sent back for a retry wait in the schedule for `%RETRY%<group>`; a SIGKILL while
+/// they wait loses none and duplicates none: the consumer, online throughout, gets each once
+/// more (reconsume times 1, under its own topic), and the retry topic holds one copy of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_pending_across_a_sigkill_are_redelivered_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The first retry (level 3) waits 4 s: long enough to kill the broker meanwhile.
+    let mut levels = vec!["100ms"; 18];
+    levels[2] = "4s";
+    let config = config_file(
+        dir.path(),
+        &format!("delay_levels = \"{}\"", levels.join(" ")),
+    );
+    let data = dir.path().join("data");
+    let server = start(&data, &config);
+    let (namesrv, broker) = (server.namesrv.clone(), server.broker.clone());
+    let admin = Admin::start(client(&namesrv)).await.expect("admin");
+    create_topic_routed(&admin, &server, "Flaky", 2).await;
+
+    // Each message fails its first delivery and succeeds after.
+    let deliveries: Deliveries = Arc::default();
+    let listener = recording_listener(&deliveries, |_, earlier| earlier.is_empty());
+    let mut consumer_config = ConsumerConfig::new("patient");
+    consumer_config.consume_from = ConsumeFrom::FirstOffset;
+    consumer_config.consume_batch_max_size = 1;
+    consumer_config.local_retry_delay = Duration::from_secs(600);
+    let consumer = PushConsumer::start(
+        client(&namesrv),
+        consumer_config,
+        vec![Subscription::tag("Flaky", "*")],
+        listener,
+    )
+    .await
+    .expect("consumer");
+    let producer = Producer::start(client(&namesrv), ProducerConfig::new("flaky-pg"))
+        .await
+        .expect("producer");
+    let mut sent = BTreeMap::new();
+    for i in 0..10 {
+        let body = format!("job-{i}");
+        let r = producer
+            .send(Message::new("Flaky", body.clone()))
+            .await
+            .expect("send");
+        sent.insert(body, r);
+    }
+    wait_until(
+        "every message was sent back and waits in the schedule",
+        async || {
+            metric(&server, "tributary_broker_sent_back_total") == 10
+                && metric(&server, "tributary_broker_delayed_pending") == 10
+        },
+    )
+    .await;
+    let killed_ms = now_ms();
+    assert!(!server.kill().success());
+    let server = TestServer::start_on(
+        &data,
+        &namesrv,
+        &broker,
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+
+    wait_until("every message is consumed again", async || {
+        let d = deliveries.lock();
+        d.len() == 10 && d.values().all(|d| d.len() >= 2)
+    })
+    .await;
+    let retry_topic = "%RETRY%patient";
+    let copies = stored(&admin, retry_topic).await;
+    assert_eq!(copies.len(), 10, "{:?}", bodies(&copies));
+    for copy in &copies {
+        let body = String::from_utf8_lossy(&copy.body).into_owned();
+        let original = &sent[&body];
+        assert!(
+            copy.store_timestamp >= killed_ms,
+            "{body} was retried before the kill"
+        );
+        assert_eq!(copy.reconsume_times, 1);
+        assert_eq!(copy.property("RETRY_TOPIC"), Some("Flaky"));
+        assert_eq!(copy.property("UNIQ_KEY"), Some(original.msg_id.as_str()));
+        assert_eq!(
+            copy.property("ORIGIN_MESSAGE_ID"),
+            Some(original.offset_msg_id.as_str())
+        );
+    }
+    let flaky = "Flaky".to_string();
+    for (body, seen) in deliveries.lock().iter() {
+        assert_eq!(seen, &[(0, flaky.clone()), (1, flaky.clone())], "{body}");
+    }
+    // A later retry through the same schedule queue: a duplicate of any earlier one would
+    // be delivered before it.
+    producer
+        .send(Message::new("Flaky", "job-last"))
+        .await
+        .expect("send");
+    wait_until("the last one is consumed again", async || {
+        deliveries
+            .lock()
+            .get("job-last")
+            .is_some_and(|d| d.len() == 2)
+    })
+    .await;
+    assert_eq!(stored(&admin, retry_topic).await.len(), 11);
+    assert_eq!(deliveries.lock().values().map(Vec::len).sum::<usize>(), 22);
+    consumer.shutdown().await;
     producer.shutdown().await;
     admin.shutdown().await;
     assert!(server.terminate().success());
@@ -194,6 +494,32 @@ fn resend_one(namesrv: &str, group: &str, id: &str, extra: &[&str]) {
 /// Per body, the (reconsume times, topic) of each delivery.
 type Deliveries = Arc<Mutex<BTreeMap<String, Vec<(i32, String)>>>>;
 
+/// A concurrent listener that records every delivery in `deliveries` and asks for a retry of
+/// a batch when `fail(body, earlier deliveries of it)` holds for one of its messages.
+fn recording_listener(
+    deliveries: &Deliveries,
+    fail: impl Fn(&str, &[(i32, String)]) -> bool + Send + Sync + 'static,
+) -> Listener {
+    let deliveries = deliveries.clone();
+    Listener::concurrently(move |messages: Arc<[MessageExt]>, _ctx| {
+        let mut d = deliveries.lock();
+        let mut retry = false;
+        for m in messages.iter() {
+            let body = String::from_utf8_lossy(&m.body).into_owned();
+            let earlier = d.entry(body.clone()).or_default();
+            retry |= fail(&body, earlier);
+            earlier.push((m.reconsume_times, m.topic.clone()));
+        }
+        async move {
+            if retry {
+                ConsumeConcurrentlyStatus::ReconsumeLater
+            } else {
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            }
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -207,24 +533,9 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     let deliveries: Deliveries = Arc::default();
     let fixed = Arc::new(AtomicBool::new(false));
     let listener = {
-        let (deliveries, fixed) = (deliveries.clone(), fixed.clone());
-        Listener::concurrently(move |messages: Arc<[MessageExt]>, _ctx| {
-            let mut fail = false;
-            let mut d = deliveries.lock();
-            for m in messages.iter() {
-                let body = String::from_utf8_lossy(&m.body).into_owned();
-                fail |= body.starts_with("bad") && !fixed.load(Ordering::SeqCst);
-                d.entry(body)
-                    .or_default()
-                    .push((m.reconsume_times, m.topic.clone()));
-            }
-            async move {
-                if fail {
-                    ConsumeConcurrentlyStatus::ReconsumeLater
-                } else {
-                    ConsumeConcurrentlyStatus::ConsumeSuccess
-                }
-            }
+        let fixed = fixed.clone();
+        recording_listener(&deliveries, move |body, _| {
+            body.starts_with("bad") && !fixed.load(Ordering::SeqCst)
         })
     };
     let mut config = ConsumerConfig::new("workers");
@@ -405,7 +716,10 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_sends_delayed_and_timer_messages() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(dir.path(), "delay_levels = \"300ms 1s\"");
+    let config = config_file(
+        dir.path(),
+        "delay_levels = \"300ms 1s\"\ntimer_max_delay_secs = 60",
+    );
     let server = start(&dir.path().join("data"), &config);
     let ns = server.namesrv.clone();
     let admin = Admin::start(client(&ns)).await.expect("admin");
@@ -436,6 +750,25 @@ async fn produce_sends_delayed_and_timer_messages() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let out = produce(&["--delay", "soon"], "x\n");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // Past the broker's maximum (timer_max_delay_secs): refused, through the CLI and the
+    // client, with the broker's reason.
+    let out = produce(&["--delay", "2m"], "too-far\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MESSAGE_ILLEGAL") && stderr.contains("timer_max_delay_secs"),
+        "{stderr}"
+    );
+    let producer = Producer::start(client(&ns), ProducerConfig::new("soon-pg"))
+        .await
+        .expect("producer");
+    let refused = producer
+        .send(Message::new("Soon", "too-far").with_deliver_time_ms(now_ms() + 120_000))
+        .await
+        .expect_err("a timer past the maximum is refused");
+    let why = format!("{:#}", anyhow::Error::from(refused));
+    assert!(why.contains("timer_max_delay_secs"), "{why}");
+    producer.shutdown().await;
     wait_until("both are delivered", async || {
         stored_count(&admin, "Soon").await >= 2
     })
