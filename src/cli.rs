@@ -441,6 +441,11 @@ pub struct ProduceArgs {
     /// separator has no key).
     #[arg(long)]
     pub key_from_line: bool,
+    /// Ordered messages: send each message to the queue its key selects (the key's Java hash
+    /// modulo the queue count, as RocketMQ's SelectMessageQueueByHash), so that the messages
+    /// of one key are stored, and consumed, in line order. Needs --key or --key-from-line.
+    #[arg(long, conflicts_with_all = ["batch", "transaction"])]
+    pub ordered: bool,
     /// Separator of key and body for --key-from-line.
     #[arg(long, default_value = "\t", requires = "key_from_line")]
     pub key_separator: String,
@@ -548,6 +553,15 @@ pub struct ConsumeArgs {
     /// with the group's other members.
     #[arg(long)]
     pub group: String,
+    /// Broadcasting: get every message of the topic, whatever the group's other members get,
+    /// keeping this consumer's offsets in a local file instead of on the brokers (RocketMQ's
+    /// BROADCASTING message model).
+    #[arg(long)]
+    pub broadcast: bool,
+    /// Folder of the local offset files with --broadcast (`<DIR>/<group>/offsets.json`;
+    /// default `~/.tributary/offsets`). A broadcasting consumer resumes from its file.
+    #[arg(long, requires = "broadcast")]
+    pub offset_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub member: MemberArgs,
     #[command(flatten)]

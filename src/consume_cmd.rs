@@ -19,7 +19,7 @@ use tributary_client::consumer::Listener;
 use tributary_client::producer::validate_topic;
 use tributary_client::{
     Admin, ClientInstance, ConsumeContext, ConsumeFrom, ConsumeOrderlyStatus, ConsumerConfig,
-    MessageExt, PushConsumer, Subscription,
+    MessageExt, MessageModel, PushConsumer, Subscription,
 };
 
 use crate::cli::ConsumeArgs;
@@ -87,8 +87,16 @@ async fn consume_with(
         .await
         .map_err(|e| topic_error(&args.topic, &args.client.namesrv, e))?;
     let subscription = args.member.subscription(&args.topic);
-    let (consumer, mut received) = join_group(instance, &args.group, from, subscription).await?;
-    let mut progress = Progress::new(args);
+    let mut config = member_config(&args.group, from);
+    if args.broadcast {
+        config.message_model = MessageModel::Broadcasting;
+        config.local_offset_dir = args.offset_dir.clone();
+    }
+    let offset_file = args
+        .broadcast
+        .then(|| config.offset_file().display().to_string());
+    let (consumer, mut received) = join_group(instance, config, subscription).await?;
+    let mut progress = Progress::new(args, offset_file);
     progress.started(topic_queues(&consumer, &args.topic));
     let outcome = print_loop(&mut received, &consumer, args, &mut progress).await;
     // Messages not printed go back to their queues: close the channel before stopping.
@@ -100,15 +108,27 @@ async fn consume_with(
     Ok(())
 }
 
-/// Joins `group` as a member that hands each message, one at a time, to the receiver and
-/// counts it consumed only once the receiver answers `true`: queues stay in offset order, and
-/// messages not taken (answered `false`, or the receiver dropped) stay for the group.
+/// The configuration of a command's group member: one message per listener call, starting
+/// `from` where the group has no offset yet.
+pub(crate) fn member_config(group: &str, from: ConsumeFrom) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(group);
+    config.consume_from = from;
+    config.consume_batch_max_size = 1;
+    config
+}
+
+/// Joins `config`'s group as a member that hands each message, one at a time, to the receiver
+/// and counts it consumed only once the receiver answers `true`: queues stay in offset order,
+/// and messages not taken (answered `false`, or the receiver dropped) stay for the group. The
+/// listener is orderly, so in clustering mode the member locks each queue it reads on its
+/// broker (LOCK_BATCH_MQ), as RocketMQ's orderly consumers do: a queue is read by one member
+/// at a time, also while queues move between members.
 pub(crate) async fn join_group(
     instance: &ClientInstance,
-    group: &str,
-    from: ConsumeFrom,
+    config: ConsumerConfig,
     subscription: Subscription,
 ) -> Result<(PushConsumer, mpsc::Receiver<Delivery>)> {
+    let group = config.group.clone();
     let (deliveries, received) = mpsc::channel::<Delivery>(1);
     let listener = Listener::orderly(move |messages: Arc<[MessageExt]>, _: ConsumeContext| {
         let deliveries = deliveries.clone();
@@ -127,9 +147,6 @@ pub(crate) async fn join_group(
             }
         }
     });
-    let mut config = ConsumerConfig::new(group);
-    config.consume_from = from;
-    config.consume_batch_max_size = 1;
     let consumer =
         PushConsumer::with_instance(instance.clone(), config, vec![subscription], listener)
             .await
@@ -279,22 +296,27 @@ struct Progress {
     drawn_at: Option<Instant>,
     topic: String,
     group: String,
+    /// With --broadcast, the local file of this consumer's offsets.
+    offset_file: Option<String>,
 }
 
 impl Progress {
-    fn new(args: &ConsumeArgs) -> Self {
+    fn new(args: &ConsumeArgs, offset_file: Option<String>) -> Self {
         Self {
             terminal: std::io::stderr().is_terminal(),
             shown: false,
             drawn_at: None,
             topic: args.topic.clone(),
             group: args.group.clone(),
+            offset_file,
         }
     }
 
     fn started(&mut self, queues: usize) {
         if !self.terminal {
-            let waiting = if queues == 0 {
+            let waiting = if self.offset_file.is_some() {
+                " (broadcasting: every message, offsets kept locally)"
+            } else if queues == 0 {
                 "; waiting for queues (the group's other members hold them all, or a member that was killed holds their locks until they expire, within a minute)"
             } else {
                 ""
@@ -360,8 +382,12 @@ impl Progress {
             Stop::Signal => "interrupted",
             Stop::OutputClosed => "stdout closed",
         };
+        let saved = match &self.offset_file {
+            Some(file) => format!("offsets saved in {file}"),
+            None => "offsets committed".to_owned(),
+        };
         eprintln!(
-            "Consumed {count} message{} from {} as group {} ({why}); offsets committed.",
+            "Consumed {count} message{} from {} as group {} ({why}); {saved}.",
             if count == 1 { "" } else { "s" },
             self.topic,
             self.group

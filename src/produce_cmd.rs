@@ -34,6 +34,11 @@ pub fn run(args: ProduceArgs) -> Result<()> {
             "--property {name} is reserved: the client or broker sets it (use --tag or --key for tags and keys)"
         );
     }
+    if args.ordered && args.key.is_none() && !args.key_from_line {
+        bail!(
+            "--ordered sends each message to the queue of its key: give --key or --key-from-line"
+        );
+    }
     if args.batch > 1 && (args.delay_level.is_some() || args.delay.is_some()) {
         bail!("delayed messages cannot be sent in batches: drop --batch or the delay");
     }
@@ -87,10 +92,11 @@ struct ProduceReport {
     error: Option<String>,
 }
 
-/// A line turned into a message, with its line number.
+/// A line turned into a message, with its line number and key.
 struct Pending {
     line: u64,
     message: Message,
+    key: Option<String>,
 }
 
 async fn produce(args: ProduceArgs) -> Result<()> {
@@ -217,9 +223,10 @@ async fn send_lines(
         }
         line_no += 1;
         match to_message(args, &line) {
-            Some(message) => batch.push(Pending {
+            Some((message, key)) => batch.push(Pending {
                 line: line_no,
                 message,
+                key,
             }),
             None => report.skipped_empty_lines += 1,
         }
@@ -276,8 +283,8 @@ pub(crate) async fn read_line(
     Ok(read_any)
 }
 
-/// The message of a line; `None` for a line with an empty body.
-fn to_message(args: &ProduceArgs, line: &[u8]) -> Option<Message> {
+/// The message of a line and its key; `None` for a line with an empty body.
+fn to_message(args: &ProduceArgs, line: &[u8]) -> Option<(Message, Option<String>)> {
     let (key, body) = if args.key_from_line {
         split_key(line, args.key_separator.as_bytes())
     } else {
@@ -298,7 +305,7 @@ fn to_message(args: &ProduceArgs, line: &[u8]) -> Option<Message> {
     if let Some(delay) = args.delay {
         message = message.with_delay(delay);
     }
-    Some(message)
+    Some((message, key.filter(|k| !k.trim().is_empty())))
 }
 
 /// `message` with a tag, keys (separated by spaces; blank is none) and user properties.
@@ -345,6 +352,7 @@ async fn send(
         (Some(a), _) => format!("line {a}"),
         _ => return Ok(()),
     };
+    let key = batch.first().and_then(|p| p.key.clone());
     let mut messages: Vec<Message> = batch.into_iter().map(|p| p.message).collect();
     let context = || format!("send {what} to topic {}", args.topic);
     let result = match (args.transaction, messages.pop()) {
@@ -356,6 +364,15 @@ async fn send(
                 answers.expect(&sent.msg_id, *line);
             }
             sent
+        }
+        (None, Some(message)) if messages.is_empty() && args.ordered => {
+            let Some(key) = key else {
+                bail!("{what} has no key: --ordered sends each message to the queue of its key");
+            };
+            producer
+                .send_orderly(message, &key)
+                .await
+                .with_context(context)?
         }
         (None, Some(message)) if messages.is_empty() => {
             producer.send(message).await.with_context(context)?

@@ -21,7 +21,7 @@ use tributary_client::{
 use tributary_protocol::message::property;
 
 use crate::cli::{ReplyArgs, RequestArgs};
-use crate::consume_cmd::{join_group, parse_from, stop_signal};
+use crate::consume_cmd::{join_group, member_config, parse_from, stop_signal};
 use crate::output::{JsonMessage, client_config, printable, topic_error};
 use crate::produce_cmd::{MAX_LINE_BYTES, read_line, with_options};
 use crate::time_arg::now_ms;
@@ -184,7 +184,8 @@ async fn reply_with(
     )
     .with_context(|| format!("start producer group {}", args.producer_group))?;
     let subscription = args.member.subscription(&args.topic);
-    let (consumer, mut received) = join_group(instance, &args.group, from, subscription).await?;
+    let config = member_config(&args.group, from);
+    let (consumer, mut received) = join_group(instance, config, subscription).await?;
     eprintln!(
         "Answering requests to {} as group {}{}; Ctrl-C stops.",
         args.topic,

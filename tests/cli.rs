@@ -494,6 +494,153 @@ fn tag_filters_deliver_only_matching_messages() {
     }
 }
 
+/// Java's `String.hashCode`, written out here so the test does not trust the client's.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+#[test]
+fn ordered_lines_go_to_their_keys_queue_and_are_consumed_in_order() {
+    let (_dir, server) = start();
+    create_topic(&server, "fifo", "4");
+    let keys = [
+        "order-1", "order-2", "order-3", "order-4", "order-5", "order-6",
+    ];
+    let mut input = String::new();
+    for seq in 0..10 {
+        for key in keys {
+            input.push_str(&format!("{key}\t{key}:{seq}\n"));
+        }
+    }
+    let report = produce(
+        &server,
+        &["--topic", "fifo", "--ordered", "--key-from-line"],
+        &input,
+    );
+    let sent = report["messages"].as_array().expect("messages");
+    assert_eq!(sent.len(), 60, "{report}");
+    // Each line went to the queue Java's SelectMessageQueueByHash picks for its key.
+    for (i, m) in sent.iter().enumerate() {
+        let key = keys[i % keys.len()];
+        let queue = (java_hash(key) % 4).abs();
+        assert_eq!(m["queue_id"].as_i64(), Some(i64::from(queue)), "{key}: {m}");
+    }
+    // Two members of one group share the queues; each key comes out in line order.
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["consume", "--topic", "fifo", "--group", "fifo-readers"])
+            .args(["--from", "first", "--idle-timeout", "3", "--json"])
+            .args(["--namesrv", &server.namesrv])
+            .env_remove("NAMESRV_ADDR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn consume")
+    };
+    let members = [spawn(), spawn()];
+    let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for member in members {
+        let out = member.wait_with_output().expect("consume");
+        let args = ["consume", "fifo"];
+        for m in json_lines(&ok(&args, out)) {
+            let body = str_field(&m, "body");
+            let (key, seq) = body.split_once(':').expect("key:seq");
+            by_key
+                .entry(key.to_owned())
+                .or_default()
+                .push(seq.parse().expect("seq"));
+        }
+    }
+    for key in keys {
+        assert_eq!(by_key[key], (0..10).collect::<Vec<_>>(), "{key}");
+    }
+    // A line without a key cannot be placed.
+    let args = ["produce", "--topic", "fifo", "--ordered", "--key-from-line"];
+    let err = fails(
+        &args,
+        run_with(&server, &args, b"order-1\tfine\nno key here\n"),
+    );
+    assert_contains(&err, &["line 2 has no key"]);
+    let args = ["produce", "--topic", "fifo", "--ordered"];
+    let err = fails(&args, run_with(&server, &args, b"x\n"));
+    assert_contains(&err, &["--ordered", "--key"]);
+}
+
+#[test]
+fn broadcast_consumers_each_get_every_message_and_resume_from_their_file() {
+    let (dir, server) = start();
+    create_topic(&server, "news", "2");
+    let lines: String = (0..10).map(|i| format!("news-{i}\n")).collect();
+    produce(&server, &["--topic", "news"], &lines);
+    let offsets = dir.path().join("offsets");
+    let member = |name: &str| {
+        let dir = offsets.join(name);
+        let dir = dir.to_str().expect("utf-8 path").to_owned();
+        let args = [
+            "consume",
+            "--topic",
+            "news",
+            "--group",
+            "newsroom",
+            "--broadcast",
+            "--offset-dir",
+            &dir,
+            "--from",
+            "first",
+            "--idle-timeout",
+            "2",
+            "--json",
+        ];
+        let out = ok(&args, run(&server, &args));
+        json_lines(&out)
+            .iter()
+            .map(|m| str_field(m, "body").to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    let all: BTreeSet<String> = (0..10).map(|i| format!("news-{i}")).collect();
+    // The same group twice: clustering would leave the second nothing.
+    assert_eq!(member("one"), all);
+    assert_eq!(member("two"), all);
+    assert!(
+        offsets
+            .join("one")
+            .join("newsroom")
+            .join("offsets.json")
+            .is_file()
+    );
+    // Each resumes from its own file.
+    produce(&server, &["--topic", "news"], "late-1\nlate-2\n");
+    let late: BTreeSet<String> = ["late-1".to_owned(), "late-2".to_owned()].into();
+    assert_eq!(member("one"), late);
+    // The group committed nothing on the broker: a clustering member starts from the first.
+    let got = consume(
+        &server,
+        &[
+            "--topic",
+            "news",
+            "--group",
+            "newsroom",
+            "--from",
+            "first",
+            "--idle-timeout",
+            "2",
+        ],
+    );
+    assert_eq!(got.len(), 12, "{got:?}");
+    let args = [
+        "consume",
+        "--topic",
+        "news",
+        "--group",
+        "g",
+        "--offset-dir",
+        "x",
+    ];
+    let err = fails(&args, run(&server, &args));
+    assert_contains(&err, &["--broadcast"]);
+}
+
 #[test]
 fn group_describe_shows_lag_and_online_clients() {
     let (_dir, server) = start();

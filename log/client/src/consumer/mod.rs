@@ -140,6 +140,11 @@ impl ConsumerConfig {
                 .unwrap_or_else(|| PathBuf::from(".tributary-offsets"))
         })
     }
+
+    /// The file a broadcasting consumer of this group keeps its offsets in.
+    pub fn offset_file(&self) -> PathBuf {
+        offset_store::offset_file(&self.offset_dir(), &self.group)
+    }
 }
 
 /// What a concurrent listener says about the messages it was given.

@@ -41,7 +41,7 @@ impl OffsetStore {
 
     /// A local store in `dir/<group>/offsets.json`, loaded now.
     pub(crate) async fn local(dir: &Path, group: &str) -> Result<Self> {
-        let path = dir.join(sanitize(group)).join("offsets.json");
+        let path = offset_file(dir, group);
         let load_path = path.clone();
         let table = tokio::task::spawn_blocking(move || load_file(&load_path))
             .await
@@ -173,6 +173,11 @@ impl OffsetStore {
             }
         }
     }
+}
+
+/// The broadcasting offset file of `group` in `dir`.
+pub(crate) fn offset_file(dir: &Path, group: &str) -> PathBuf {
+    dir.join(sanitize(group)).join("offsets.json")
 }
 
 /// A group name made safe as a directory name.
