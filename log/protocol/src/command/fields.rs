@@ -25,6 +25,16 @@ pub const MAX_EXT_FIELDS: usize = 256;
 #[derive(Clone, Default)]
 pub struct ExtFields {
     entries: Vec<(CompactString, CompactString)>,
+    /// Bit `b % 64` is set when some key starts with byte `b` (bit 0 also for the empty key):
+    /// a key whose bit is clear is absent without a search. Keys of one header mostly differ
+    /// in their first byte (V2 send headers use `a` to `n`), so writing a typed header into a
+    /// fresh map and looking up its absent optional fields search nothing.
+    first_bytes: u64,
+}
+
+/// The bit of [`ExtFields::first_bytes`] for `key`.
+fn first_byte_bit(key: &[u8]) -> u64 {
+    1 << (key.first().copied().unwrap_or(0) % 64)
 }
 
 impl ExtFields {
@@ -37,6 +47,7 @@ impl ExtFields {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             entries: Vec::with_capacity(capacity),
+            first_bytes: 0,
         }
     }
 
@@ -55,10 +66,12 @@ impl ExtFields {
         self.position(key).map(|at| self.entries[at].1.as_str())
     }
 
-    /// Where `key` is. Keys of one header mostly differ in their first byte (V2 send headers
-    /// use `a` to `n`), so that is compared before the rest.
+    /// Where `key` is.
     fn position(&self, key: &str) -> Option<usize> {
         let key = key.as_bytes();
+        if self.first_bytes & first_byte_bit(key) == 0 {
+            return None;
+        }
         let first = key.first();
         self.entries.iter().position(|(k, _)| {
             let k = k.as_bytes();
@@ -82,6 +95,7 @@ impl ExtFields {
         match self.position(&key) {
             Some(at) => Some(std::mem::replace(&mut self.entries[at].1, value)),
             None => {
+                self.first_bytes |= first_byte_bit(key.as_bytes());
                 self.entries.push((key, value));
                 None
             }
@@ -91,7 +105,12 @@ impl ExtFields {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<CompactString> {
         let at = self.position(key)?;
-        Some(self.entries.remove(at).1)
+        let (_, value) = self.entries.remove(at);
+        self.first_bytes = self
+            .entries
+            .iter()
+            .fold(0, |bits, (k, _)| bits | first_byte_bit(k.as_bytes()));
+        Some(value)
     }
 
     /// The entries in insertion order.
@@ -154,6 +173,26 @@ mod tests {
         assert_eq!(fields.remove("queueId").as_deref(), Some("3"));
         assert!(!fields.contains_key("queueId"));
         assert_eq!(fields.iter().collect::<Vec<_>>(), [("topic", "B")]);
+    }
+
+    #[test]
+    fn keys_sharing_a_first_byte_or_its_bit_are_told_apart() {
+        // 'a' (97) and '!' (33) share bit 33; "" uses bit 0, as does '@' (64).
+        let mut fields = ExtFields::new();
+        for (k, v) in [("a", "1"), ("ab", "2"), ("!", "3"), ("", "4"), ("@", "5")] {
+            assert_eq!(fields.insert(k, v), None, "{k}");
+        }
+        for (k, v) in [("a", "1"), ("ab", "2"), ("!", "3"), ("", "4"), ("@", "5")] {
+            assert_eq!(fields.get(k), Some(v), "{k}");
+        }
+        assert_eq!(fields.get("b"), None);
+        assert_eq!(fields.get("abc"), None);
+        assert_eq!(fields.remove("a").as_deref(), Some("1"));
+        assert_eq!(fields.get("ab"), Some("2"));
+        assert_eq!(fields.remove("ab").as_deref(), Some("2"));
+        assert_eq!((fields.get("a"), fields.get("!")), (None, Some("3")));
+        assert_eq!(fields.insert("a", "6"), None);
+        assert_eq!(fields.len(), 4);
     }
 
     #[test]
