@@ -59,8 +59,11 @@ impl TestServer {
                 .next()
                 .expect("server exited before it was ready")
                 .expect("read");
-            let v: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("log line {line:?} is not JSON: {e}"));
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                // Not a log line: the process failed to start and prints why (with causes).
+                let rest: Vec<String> = lines.map_while(Result::ok).collect();
+                panic!("tributary failed to start:\n{line}\n{}", rest.join("\n"));
+            };
             if v["fields"]["message"] == "tributary server ready" {
                 break v;
             }

@@ -93,6 +93,28 @@ impl IndexFile {
         Ok(f)
     }
 
+    /// Creates a file at `path`: sized and its header written under a temporary name, then
+    /// renamed, so that a crash never leaves a file without a header under an index name.
+    fn create(path: &Path, slots: u32, entries: u32) -> Result<Self> {
+        let tmp = path.with_extension("tmp");
+        let mut f = Self::open(&tmp, slots, entries, true)?;
+        fs::rename(&tmp, path).map_err(StoreError::io("rename index file", path))?;
+        f.path = path.to_path_buf();
+        Ok(f)
+    }
+
+    /// Whether the header of the file at `path` is all zeros: sized but never initialized
+    /// (created before index files were renamed into place, or a rename that reached the disk
+    /// before the header did). Such a file holds no entries.
+    fn never_written(path: &Path) -> Result<bool> {
+        use std::io::Read;
+        let mut header = [0u8; HEADER];
+        let read = fs::File::open(path)
+            .and_then(|mut file| file.read_exact(&mut header))
+            .map_err(StoreError::io("read index header", path));
+        Ok(read.is_ok() && header.iter().all(|b| *b == 0))
+    }
+
     fn i64_at(&self, pos: usize) -> &AtomicI64 {
         assert!(pos + 8 <= HEADER && pos.is_multiple_of(8));
         // SAFETY: in the header, 8-aligned (the mapping is page-aligned), and only ever accessed
@@ -303,13 +325,23 @@ impl IndexService {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.len() == 17 && name.bytes().all(|b| b.is_ascii_digit()) {
                 names.push(name);
+            } else if name.len() == 21 && name.ends_with(".tmp") {
+                // A file being created when the process stopped.
+                fs::remove_file(e.path())
+                    .map_err(StoreError::io("remove index file", &e.path()))?;
             }
         }
         names.sort();
-        let files = names
-            .iter()
-            .map(|n| IndexFile::open(&dir.join(n), slots, entries, false).map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
+        let mut files = Vec::with_capacity(names.len());
+        for name in &names {
+            let path = dir.join(name);
+            if IndexFile::never_written(&path)? {
+                tracing::warn!(path = %path.display(), "removing an index file whose header was never written; recovery re-indexes its messages");
+                fs::remove_file(&path).map_err(StoreError::io("remove index file", &path))?;
+                continue;
+            }
+            files.push(Arc::new(IndexFile::open(&path, slots, entries, false)?));
+        }
         Ok(IndexService {
             dir: dir.to_path_buf(),
             slots,
@@ -334,7 +366,7 @@ impl IndexService {
             ms += 1;
             path = self.dir.join(file_name(ms));
         }
-        let f = Arc::new(IndexFile::open(&path, self.slots, self.entries, true)?);
+        let f = Arc::new(IndexFile::create(&path, self.slots, self.entries)?);
         fsutil::fsync_dir(&self.dir)?;
         let ok = f.put(hash, phy as i64, store_ts);
         debug_assert!(ok);
@@ -406,6 +438,41 @@ mod tests {
     fn file_names_are_utc_timestamps() {
         assert_eq!(file_name(0), "19700101000000000");
         assert_eq!(file_name(1_763_719_845_123), "20251121101045123");
+    }
+
+    #[test]
+    fn files_left_half_created_by_a_crash_are_removed_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = IndexService::load(dir.path(), 7, 5).expect("load");
+        idx.put("t", "k", 100, 1_700_000_000_000).expect("put");
+        drop(idx);
+        let size = IndexFile::size(7, 5) as u64;
+        // Sized but without a header (a crash between sizing and writing it), and a stale
+        // temporary file.
+        let zeroed = dir.path().join(file_name(1_700_000_100_000));
+        fs::File::create(&zeroed)
+            .and_then(|f| f.set_len(size))
+            .expect("zeroed");
+        let tmp = dir
+            .path()
+            .join(format!("{}.tmp", file_name(1_700_000_200_000)));
+        fs::File::create(&tmp)
+            .and_then(|f| f.set_len(size))
+            .expect("tmp");
+        let idx = IndexService::load(dir.path(), 7, 5).expect("reload");
+        assert!(!zeroed.exists() && !tmp.exists());
+        assert_eq!(idx.files.read().len(), 1);
+        assert_eq!(idx.query("t", "k", 10, 0, i64::MAX), vec![100]);
+        idx.put("t", "k", 200, 1_700_000_300_000)
+            .expect("put after");
+        assert_eq!(idx.query("t", "k", 10, 0, i64::MAX), vec![200, 100]);
+        // A damaged header that is not all zeros is still refused.
+        drop(idx);
+        let bad = dir.path().join(file_name(1_700_000_400_000));
+        let mut header = vec![0u8; IndexFile::size(7, 5)];
+        header[0] = 1;
+        fs::write(&bad, header).expect("bad");
+        assert!(IndexService::load(dir.path(), 7, 5).is_err());
     }
 
     #[test]
