@@ -206,10 +206,7 @@ impl MessageExt {
 
 /// Java's `String.hashCode` (over UTF-16 code units): the tag code brokers filter by, and the
 /// hash that [`crate::producer::select_by_hash`] uses for sharding keys.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
+pub use tributary_common::record::java_string_hash;
 
 /// Java's `MessageQueue.toString()`, the key the consistent-hash strategy hashes.
 pub fn message_queue_key(mq: &MessageQueue) -> String {
@@ -236,19 +233,6 @@ mod tests {
         assert_eq!(msg.property("DELAY"), Some("3"));
         assert_eq!(msg.property("a"), Some("b"));
         assert_eq!(msg.uniq_id(), None);
-    }
-
-    #[test]
-    fn java_hash_matches_known_values() {
-        for (s, h) in [
-            ("", 0),
-            ("a", 97),
-            ("TagA", 2_598_919),
-            ("hello", 99_162_322),
-            ("😀", 1_772_899),
-        ] {
-            assert_eq!(java_string_hash(s), h, "{s}");
-        }
     }
 
     #[test]

@@ -1,26 +1,20 @@
 //! Decoding stored records, the body of PULL_MESSAGE, QUERY_MESSAGE and VIEW_MESSAGE_BY_ID
-//! answers: RocketMQ's commit log layout (see `log/store/src/record.rs` for the table),
-//! concatenated.
+//! answers: RocketMQ's commit log layout, concatenated, read with the store's own codec
+//! ([`tributary_common::record`]).
 //!
-//! Bodies are slices of the response ([`Bytes::slice`]), so a pulled message costs no copy of
+//! Bodies are slices of the response ([`Bytes::slice_ref`]), so a pulled message costs no copy of
 //! its body unless it was compressed.
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
+use tributary_common::record;
 use tributary_protocol::message::{OffsetMessageId, decode_properties};
 use tributary_protocol::sysflag::message as sysflag;
 
 use crate::error::{ClientError, Result};
 use crate::message::MessageExt;
 
-/// Magic of a V1 record (1-byte topic length).
-const MAGIC_V1: i32 = 0xDAA3_20A7_u32 as i32;
-/// Magic of a V2 record (2-byte topic length).
-const MAGIC_V2: i32 = 0xDAA3_20AB_u32 as i32;
-/// Smallest possible record: IPv4 hosts, empty body, topic and properties.
-const MIN_RECORD: usize = 91;
 /// Largest body inflated from a compressed record (the frame limit: nothing legitimate is
 /// larger).
 const MAX_INFLATED: u64 = 64 << 20;
@@ -38,82 +32,18 @@ pub fn decode_messages(body: &Bytes, broker_name: &str) -> Result<Vec<MessageExt
     Ok(out)
 }
 
-/// Decodes the record at `position`; returns it and its size.
+/// Decodes the record at `position`; returns it and its size. The body CRC is not checked (the
+/// broker checked it when it stored the record), and the properties are decoded leniently, as
+/// Java's client does: bytes that are not UTF-8 become U+FFFD.
 fn decode_at(body: &Bytes, position: usize, broker_name: &str) -> Result<(MessageExt, usize)> {
-    let bad = |reason: String| ClientError::Decode { position, reason };
-    let rest = body.slice(position..);
-    if rest.len() < MIN_RECORD {
-        return Err(bad(format!(
-            "{} bytes left, a record needs at least {MIN_RECORD}",
-            rest.len()
-        )));
-    }
-    let mut r = rest.clone();
-    let total_size = r.get_i32();
-    let size = usize::try_from(total_size)
-        .ok()
-        .filter(|&s| (MIN_RECORD..=rest.len()).contains(&s))
-        .ok_or_else(|| {
-            bad(format!(
-                "total size {total_size} with {} bytes left",
-                rest.len()
-            ))
-        })?;
-    let mut r = rest.slice(4..size);
-    let need = |r: &Bytes, n: usize, field: &str| {
-        if r.len() < n {
-            Err(bad(format!("record ends inside {field}")))
-        } else {
-            Ok(())
-        }
-    };
-    let magic = r.get_i32();
-    if magic != MAGIC_V1 && magic != MAGIC_V2 {
-        return Err(bad(format!("bad magic code {magic:#010x}")));
-    }
-    let body_crc = r.get_i32();
-    let queue_id = r.get_i32();
-    let flag = r.get_i32();
-    let queue_offset = r.get_i64();
-    let commit_log_offset = r.get_i64();
-    let mut sys_flag = r.get_i32();
-    let born_timestamp = r.get_i64();
-    need(&r, 20, "born host")?;
-    let born_host = read_host(&mut r, sys_flag & sysflag::BORNHOST_V6 != 0);
-    need(&r, 28, "store host")?;
-    let store_timestamp = r.get_i64();
-    let store_host = read_host(&mut r, sys_flag & sysflag::STOREHOST_V6 != 0);
-    need(&r, 16, "reconsume times")?;
-    let reconsume_times = r.get_i32();
-    let prepared_transaction_offset = r.get_i64();
-    let body_len = r.get_i32();
-    let body_len = usize::try_from(body_len)
-        .ok()
-        .filter(|&n| n <= r.len())
-        .ok_or_else(|| bad(format!("body length {body_len} exceeds the record")))?;
-    let mut message_body = r.split_to(body_len);
-    let topic_len = if magic == MAGIC_V2 {
-        need(&r, 2, "topic length")?;
-        usize::from(r.get_u16())
-    } else {
-        need(&r, 1, "topic length")?;
-        usize::from(r.get_u8())
-    };
-    need(&r, topic_len + 2, "topic")?;
-    let topic = r.split_to(topic_len);
-    let properties_len = usize::from(r.get_u16());
-    need(&r, properties_len, "properties")?;
-    let properties = r.split_to(properties_len);
-    if !r.is_empty() {
-        return Err(bad(format!(
-            "{} bytes after the properties inside the record",
-            r.len()
-        )));
-    }
-    let topic = std::str::from_utf8(&topic)
-        .map_err(|_| bad("topic is not UTF-8".into()))?
-        .to_owned();
-    let properties = decode_properties(&String::from_utf8_lossy(&properties));
+    let record = record::view_raw(&body[position..], false).map_err(|e| ClientError::Decode {
+        position,
+        reason: e.to_string(),
+    })?;
+    let mut message_body = body.slice_ref(record.body);
+    let mut sys_flag = record.sys_flag;
+    let topic = record.topic.to_owned();
+    let properties = decode_properties(&String::from_utf8_lossy(record.properties));
     if sys_flag & sysflag::COMPRESSED != 0 {
         match inflate(&message_body, sys_flag) {
             Ok(inflated) => {
@@ -124,50 +54,38 @@ fn decode_at(body: &Bytes, position: usize, broker_name: &str) -> Result<(Messag
                 // Deliver it as stored rather than stall the queue on one message.
                 tracing::warn!(
                     topic,
-                    queue_id,
-                    queue_offset,
+                    queue_id = record.queue_id,
+                    queue_offset = record.queue_offset,
                     reason,
                     "cannot inflate a compressed body; delivering it compressed"
                 );
             }
         }
     }
-    let offset_msg_id = OffsetMessageId::new(store_host, commit_log_offset).to_string();
+    let offset_msg_id = OffsetMessageId::new(record.store_host, record.physical_offset).to_string();
     Ok((
         MessageExt {
             topic,
-            flag,
+            flag: record.flag,
             body: message_body,
             properties,
-            queue_id,
-            store_size: total_size,
-            queue_offset,
+            queue_id: record.queue_id,
+            store_size: record.size as i32,
+            queue_offset: record.queue_offset,
             sys_flag,
-            born_timestamp,
-            born_host,
-            store_timestamp,
-            store_host,
-            reconsume_times,
-            prepared_transaction_offset,
-            commit_log_offset,
-            body_crc,
+            born_timestamp: record.born_timestamp,
+            born_host: record.born_host,
+            store_timestamp: record.store_timestamp,
+            store_host: record.store_host,
+            reconsume_times: record.reconsume_times,
+            prepared_transaction_offset: record.prepared_transaction_offset,
+            commit_log_offset: record.physical_offset,
+            body_crc: record.body_crc,
             offset_msg_id,
             broker_name: broker_name.to_owned(),
         },
-        size,
+        record.size,
     ))
-}
-
-fn read_host(r: &mut Bytes, v6: bool) -> SocketAddr {
-    let ip = if v6 {
-        let mut octets = [0u8; 16];
-        r.copy_to_slice(&mut octets);
-        IpAddr::V6(Ipv6Addr::from(octets))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(r.get_u32()))
-    };
-    let port = r.get_i32();
-    SocketAddr::new(ip, u16::try_from(port).unwrap_or(0))
 }
 
 /// Inflates a compressed body: zlib, the Java default and the meaning of a bare compressed
@@ -203,11 +121,12 @@ pub fn deflate(body: &[u8], level: u32) -> Vec<u8> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use bytes::{BufMut, BytesMut};
     use proptest::prelude::*;
+    use std::net::SocketAddr;
+    use tributary_common::record::NewMessage;
     use tributary_protocol::message::{Properties, encode_properties};
 
-    /// One record as a broker stores it.
+    /// One record as a broker stores it, written by the store's encoder.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         topic: &str,
@@ -219,48 +138,25 @@ pub(crate) mod tests {
         sys_flag: i32,
         store_host: SocketAddr,
     ) -> Vec<u8> {
-        let props = encode_properties(properties);
-        let v6 = store_host.is_ipv6();
-        let sys_flag = if v6 {
-            sys_flag | sysflag::STOREHOST_V6
-        } else {
-            sys_flag
+        let message = NewMessage {
+            flag: 5,
+            properties: encode_properties(properties),
+            sys_flag,
+            born_timestamp: 1_700_000_000_000,
+            born_host: "10.0.0.9:40000".parse().expect("addr"),
+            reconsume_times: 2,
+            ..NewMessage::new(topic, queue_id, body.to_vec())
         };
-        let v2 = topic.len() > 127;
-        let host = if v6 { 20 } else { 8 };
-        let size = 91 - 8 + host + body.len() + topic.len() + props.len() + usize::from(v2);
-        let mut out = BytesMut::with_capacity(size);
-        out.put_i32(size as i32);
-        out.put_i32(if v2 { MAGIC_V2 } else { MAGIC_V1 });
-        out.put_i32(7);
-        out.put_i32(queue_id);
-        out.put_i32(5);
-        out.put_i64(queue_offset);
-        out.put_i64(commit_log_offset);
-        out.put_i32(sys_flag);
-        out.put_i64(1_700_000_000_000);
-        out.put_slice(&[10, 0, 0, 9]);
-        out.put_i32(40_000);
-        out.put_i64(1_700_000_000_001);
-        match store_host.ip() {
-            IpAddr::V4(ip) => out.put_slice(&ip.octets()),
-            IpAddr::V6(ip) => out.put_slice(&ip.octets()),
-        }
-        out.put_i32(i32::from(store_host.port()));
-        out.put_i32(2);
-        out.put_i64(0);
-        out.put_i32(body.len() as i32);
-        out.put_slice(body);
-        if v2 {
-            out.put_u16(topic.len() as u16);
-        } else {
-            out.put_u8(topic.len() as u8);
-        }
-        out.put_slice(topic.as_bytes());
-        out.put_u16(props.len() as u16);
-        out.put_slice(props.as_bytes());
-        assert_eq!(out.len(), size);
-        out.to_vec()
+        let mut bytes = record::encode(&message, &store_host, usize::MAX)
+            .expect("encode")
+            .bytes;
+        record::patch_assigned(
+            &mut bytes,
+            queue_offset,
+            commit_log_offset,
+            1_700_000_000_001,
+        );
+        bytes
     }
 
     fn props(pairs: &[(&str, &str)]) -> Properties {
@@ -310,7 +206,7 @@ pub(crate) mod tests {
         assert_eq!(first.offset_msg_id, "C0A8000700002A9F0000000000001000");
         assert_eq!(
             (first.flag, first.reconsume_times, first.body_crc),
-            (5, 2, 7)
+            (5, 2, record::body_crc(b"hello"))
         );
         assert_eq!(first.born_host, "10.0.0.9:40000".parse().expect("addr"));
         assert_eq!(first.broker_name, "broker-a");

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the store's hot paths: append (single and batched, ASYNC flush), record
-//! encoding alone, and reading a pull of 32 messages. Each is kept short so that
+//! encoding and parsing alone, and reading a pull of 32 messages. Each is kept short so that
 //! `cargo bench -p tributary-store` finishes in about a minute on two cores.
 
 use std::hint::black_box;
@@ -90,6 +90,11 @@ fn encode(c: &mut Criterion) {
         .throughput(Throughput::Bytes(record_len(&msg)));
     group.bench_function("encode 1KiB", |b| {
         b.iter(|| record::encode(black_box(&msg), &host, 4 << 20).expect("encode"))
+    });
+    // What the dispatcher does with every record it follows.
+    let stored = record::encode(&msg, &host, 4 << 20).expect("encode").bytes;
+    group.bench_function("view 1KiB", |b| {
+        b.iter(|| record::view(black_box(&stored), false).expect("view").size)
     });
     group.finish();
 }

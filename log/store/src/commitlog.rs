@@ -13,11 +13,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
+use tributary_common::sysflag;
 
 use crate::config::{FlushMode, StoreConfig};
 use crate::durable::{Durable, DurableOffset, Woken};
 use crate::error::{Result, StoreError};
-use crate::record::{self, BLANK_MAGIC, END_FILE_MIN_BLANK, EncodedRecord, sys_flag};
+use crate::record::{self, BLANK_MAGIC, END_FILE_MIN_BLANK, EncodedRecord};
 use crate::segment::{MappedFile, SegmentQueue};
 use crate::stats::StoreStats;
 
@@ -281,9 +282,9 @@ impl CommitLog {
             debug_assert!(run.as_ref().is_none_or(|r| Arc::ptr_eq(&r.file, &file)));
             let pos = file.wrote() + run.as_ref().map_or(0, |r| r.len);
             let phy = file.base() + pos as u64;
-            let txn = sys_flag::transaction_type(rec.sys_flag);
-            let counts = txn != sys_flag::TRANSACTION_PREPARED_TYPE
-                && txn != sys_flag::TRANSACTION_ROLLBACK_TYPE;
+            let txn = sysflag::transaction_type(rec.sys_flag);
+            let counts =
+                txn != sysflag::TRANSACTION_PREPARED && txn != sysflag::TRANSACTION_ROLLBACK;
             let queue_offset = if counts {
                 let offsets = &mut st.queue_offsets;
                 if !offsets.contains_key(*topic) {

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use tributary_common::record::EncodeError;
+
 /// Result alias for the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -66,5 +68,19 @@ impl StoreError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| StoreError::Io { op, path, source }
+    }
+}
+
+/// The store encodes with `max_message_bytes` as the limit, so a record too large is a message
+/// too large.
+impl From<EncodeError> for StoreError {
+    fn from(e: EncodeError) -> Self {
+        match e {
+            EncodeError::TooLarge { size, limit } => StoreError::MessageTooLarge { size, limit },
+            EncodeError::Illegal { reason } => StoreError::MessageIllegal { reason },
+            other => StoreError::MessageIllegal {
+                reason: other.to_string(),
+            },
+        }
     }
 }

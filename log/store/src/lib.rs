@@ -8,6 +8,9 @@
 //! [`MessageStore::read_message`], [`MessageStore::query_by_key`] and
 //! [`MessageStore::offset_by_time`] serve lookups.
 //!
+//! Records are in RocketMQ's commit log layout, whose codec ([`record`], re-exported from
+//! `tributary-common`) the store shares with the client, which decodes pulled messages with it.
+//!
 //! **Architecture invariant:** the store never touches the network and knows nothing of the
 //! protocol, streams, SQL or connectors. Its API is synchronous; page faults, `msync` and
 //! `fsync` happen on the caller's thread or on the store's own threads, so async callers call
@@ -21,7 +24,6 @@ mod durable;
 mod error;
 mod fsutil;
 mod index;
-pub mod record;
 mod recovery;
 mod retention;
 mod segment;
@@ -41,3 +43,4 @@ pub use stats::StoreStats;
 pub use store::{
     AcceptAll, ArrivalListener, GetMessages, GetStatus, MessageBuf, MessageFilter, MessageStore,
 };
+pub use tributary_common::record;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
+use tributary_common::{property, sysflag};
 
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::{self, AppendResult, CommitLog};
@@ -19,7 +20,7 @@ use crate::durable::Durable;
 use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::index::IndexService;
-use crate::record::{self, NewMessage, Peek, StoredMessage, sys_flag};
+use crate::record::{self, NewMessage, Peek, StoredMessage};
 use crate::recovery::{self, RecoveryReport};
 use crate::retention::{DiskUsage, StatvfsDiskUsage};
 use crate::segment::MappedFile;
@@ -442,7 +443,7 @@ impl MessageStore {
                 };
                 let view = record::view(bytes, true).map_err(|e| corrupt(e.to_string()))?;
                 let queue_offset = view.queue_offset;
-                let tags_code = record::property(view.properties, record::PROPERTY_TAGS)
+                let tags_code = record::property(view.properties, property::TAGS)
                     .map_or(0, |t| i64::from(record::java_string_hash(t)));
                 Ok(Some(MessageBuf {
                     file: file.clone(),
@@ -511,10 +512,8 @@ impl MessageStore {
             report.records += 1;
             report.bytes += m.total_size as u64;
             at = off + m.total_size as u64;
-            let txn = sys_flag::transaction_type(m.sys_flag);
-            if txn != sys_flag::TRANSACTION_PREPARED_TYPE
-                && txn != sys_flag::TRANSACTION_ROLLBACK_TYPE
-            {
+            let txn = sysflag::transaction_type(m.sys_flag);
+            if txn != sysflag::TRANSACTION_PREPARED && txn != sysflag::TRANSACTION_ROLLBACK {
                 match self.unit(&m.topic, m.queue_id, m.queue_offset) {
                     Some(u) if u.phy_offset as u64 == off && u.size == m.total_size => {}
                     Some(u) => problem(
@@ -536,9 +535,9 @@ impl MessageStore {
                 next_offsets.insert((m.topic.clone(), m.queue_id), m.queue_offset + 1);
             }
             let keys = m
-                .property(record::PROPERTY_KEYS)
+                .property(property::KEYS)
                 .map(|k| {
-                    k.split(record::KEY_SEPARATOR)
+                    k.split(property::KEY_SEPARATOR)
                         .filter(|k| !k.is_empty())
                         .map(str::to_owned)
                         .collect::<Vec<_>>()
@@ -547,7 +546,7 @@ impl MessageStore {
             for key in keys
                 .iter()
                 .map(String::as_str)
-                .chain(m.property(record::PROPERTY_UNIQ_KEY))
+                .chain(m.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX))
             {
                 report.keys_checked += 1;
                 let found = self.inner.index.query(
@@ -618,9 +617,10 @@ impl MessageStore {
                 continue;
             };
             let matches = m.topic == topic
-                && (record::property(m.properties, record::PROPERTY_UNIQ_KEY) == Some(key)
-                    || record::property(m.properties, record::PROPERTY_KEYS)
-                        .is_some_and(|ks| ks.split(record::KEY_SEPARATOR).any(|k| k == key)));
+                && (record::property(m.properties, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+                    == Some(key)
+                    || record::property(m.properties, property::KEYS)
+                        .is_some_and(|ks| ks.split(property::KEY_SEPARATOR).any(|k| k == key)));
             if matches {
                 out.push(buf);
             }
@@ -911,10 +911,9 @@ impl Inner {
         phy: u64,
         touched: &mut Vec<(String, i32, i64)>,
     ) -> Result<()> {
-        let txn = sys_flag::transaction_type(info.sys_flag);
-        if txn != sys_flag::TRANSACTION_PREPARED_TYPE && txn != sys_flag::TRANSACTION_ROLLBACK_TYPE
-        {
-            let tags_code = record::property(info.properties, record::PROPERTY_TAGS)
+        let txn = sysflag::transaction_type(info.sys_flag);
+        if txn != sysflag::TRANSACTION_PREPARED && txn != sysflag::TRANSACTION_ROLLBACK {
+            let tags_code = record::property(info.properties, property::TAGS)
                 .map_or(0, |t| record::java_string_hash(t) as i64);
             let q = self.queue_or_create(info.topic, info.queue_id)?;
             q.put(
@@ -935,12 +934,17 @@ impl Inner {
                 }
             }
         }
-        if let Some(keys) = record::property(info.properties, record::PROPERTY_KEYS) {
-            for key in keys.split(record::KEY_SEPARATOR).filter(|k| !k.is_empty()) {
+        if let Some(keys) = record::property(info.properties, property::KEYS) {
+            for key in keys
+                .split(property::KEY_SEPARATOR)
+                .filter(|k| !k.is_empty())
+            {
                 self.index.put(info.topic, key, phy, info.store_timestamp)?;
             }
         }
-        if let Some(uniq) = record::property(info.properties, record::PROPERTY_UNIQ_KEY) {
+        if let Some(uniq) =
+            record::property(info.properties, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+        {
             self.index
                 .put(info.topic, uniq, phy, info.store_timestamp)?;
         }

@@ -3,20 +3,16 @@
 
 mod batch;
 mod id;
-pub mod property;
 
 pub use batch::{BatchMessage, decode_batch, encode_batch};
 pub use id::OffsetMessageId;
+pub use tributary_common::property;
+pub use tributary_common::property::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
 
 use std::collections::BTreeMap;
 
 /// Message properties by name.
 pub type Properties = BTreeMap<String, String>;
-
-/// Separates a property name from its value.
-pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
-/// Ends each property.
-pub const PROPERTY_SEPARATOR: char = '\u{2}';
 
 /// Encodes properties as `name\x01value\x02…`, each property terminated by `\x02`, as the Java
 /// client writes them.

@@ -8,12 +8,19 @@
 //! ```
 //!
 //! The encoder leaves QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP to be patched under the
-//! append lock ([`patch_assigned`]), so everything else, including the body CRC, is computed
-//! before the lock is taken.
+//! store's append lock ([`patch_assigned`]), so everything else, including the body CRC, is
+//! computed before the lock is taken.
+//!
+//! The store reads its log with [`peek`], [`view`] and [`decode`]; a client reads the records a
+//! broker sends (pull, query and view answers, records concatenated) with [`view_raw`], which
+//! leaves the properties as bytes for a lenient decoding, as Java's client does.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
+
+use crate::property::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+use crate::sysflag;
 
 /// Magic of a V1 record (1-byte topic length).
 pub const MAGIC_V1: i32 = 0xDAA3_20A7_u32 as i32;
@@ -33,35 +40,10 @@ pub const POS_SYS_FLAG: usize = 36;
 /// Byte position of BORNHOST.
 pub const POS_BORN_HOST: usize = 48;
 
-/// Property separators (`name\x01value\x02`).
-pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
-pub const PROPERTY_SEPARATOR: char = '\u{2}';
-/// Property names the store reads.
-pub const PROPERTY_TAGS: &str = "TAGS";
-pub const PROPERTY_KEYS: &str = "KEYS";
-pub const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
-/// Separator between keys in the KEYS property.
-pub const KEY_SEPARATOR: char = ' ';
-
-/// SYSFLAG bits (RocketMQ `MessageSysFlag`).
-pub mod sys_flag {
-    pub const COMPRESSED: i32 = 0x1;
-    pub const MULTI_TAGS: i32 = 0x2;
-    pub const TRANSACTION_NOT_TYPE: i32 = 0;
-    pub const TRANSACTION_PREPARED_TYPE: i32 = 0x1 << 2;
-    pub const TRANSACTION_COMMIT_TYPE: i32 = 0x2 << 2;
-    pub const TRANSACTION_ROLLBACK_TYPE: i32 = 0x3 << 2;
-    pub const BORNHOST_V6: i32 = 0x1 << 4;
-    pub const STOREHOST_V6: i32 = 0x1 << 5;
-    /// The transaction type bits of a sys flag.
-    pub fn transaction_type(flag: i32) -> i32 {
-        flag & TRANSACTION_ROLLBACK_TYPE
-    }
-}
-
 /// Fixed bytes of a record whose hosts are IPv4: 91.
 pub const FIXED_OVERHEAD_V1: usize = 91;
 
+#[inline]
 fn host_len(v6: bool) -> usize {
     if v6 { 20 } else { 8 }
 }
@@ -69,8 +51,8 @@ fn host_len(v6: bool) -> usize {
 /// Record length for the given variable parts.
 pub fn record_len(body: usize, topic: usize, properties: usize, sys_flag: i32, v2: bool) -> usize {
     FIXED_OVERHEAD_V1 - 16
-        + host_len(sys_flag & sys_flag::BORNHOST_V6 != 0)
-        + host_len(sys_flag & sys_flag::STOREHOST_V6 != 0)
+        + host_len(sys_flag & sysflag::BORNHOST_V6 != 0)
+        + host_len(sys_flag & sysflag::STOREHOST_V6 != 0)
         + body
         + topic
         + properties
@@ -193,6 +175,18 @@ pub fn property<'a>(encoded: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Why a message cannot be encoded as a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// A field does not fit the record format.
+    #[error("{reason}")]
+    Illegal { reason: String },
+    /// The record would be longer than the caller's limit.
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+}
+
 /// Why bytes are not a valid record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -233,8 +227,8 @@ pub fn encode(
     msg: &NewMessage,
     store_host: &SocketAddr,
     max_len: usize,
-) -> Result<EncodedRecord, crate::StoreError> {
-    let illegal = |reason: String| crate::StoreError::MessageIllegal { reason };
+) -> Result<EncodedRecord, EncodeError> {
+    let illegal = |reason: String| EncodeError::Illegal { reason };
     let topic = msg.topic.as_bytes();
     if topic.is_empty() || topic.len() > i16::MAX as usize {
         return Err(illegal(format!(
@@ -250,16 +244,16 @@ pub fn encode(
         )));
     }
     let v2 = topic.len() > i8::MAX as usize;
-    let mut flag = msg.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
+    let mut flag = msg.sys_flag & !(sysflag::BORNHOST_V6 | sysflag::STOREHOST_V6);
     if msg.born_host.is_ipv6() {
-        flag |= sys_flag::BORNHOST_V6;
+        flag |= sysflag::BORNHOST_V6;
     }
     if store_host.is_ipv6() {
-        flag |= sys_flag::STOREHOST_V6;
+        flag |= sysflag::STOREHOST_V6;
     }
     let len = record_len(msg.body.len(), topic.len(), props.len(), flag, v2);
     if len > max_len {
-        return Err(crate::StoreError::MessageTooLarge {
+        return Err(EncodeError::TooLarge {
             size: len,
             limit: max_len,
         });
@@ -297,11 +291,13 @@ pub fn encode(
 }
 
 /// Byte position of STORETIMESTAMP for a record with this sys flag.
+#[inline]
 pub fn store_timestamp_pos(flag: i32) -> usize {
-    POS_BORN_HOST + host_len(flag & sys_flag::BORNHOST_V6 != 0)
+    POS_BORN_HOST + host_len(flag & sysflag::BORNHOST_V6 != 0)
 }
 
 /// Writes the store-assigned fields into an encoded record.
+#[inline]
 pub fn patch_assigned(
     record: &mut [u8],
     queue_offset: i64,
@@ -365,8 +361,9 @@ impl<'a> Reader<'a> {
             let b = self.take(4)?;
             IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
         };
-        let port = self.i32()?;
-        Ok(SocketAddr::new(ip, port as u16))
+        // A port out of range (only in a damaged record) reads as 0.
+        let port = u16::try_from(self.i32()?).unwrap_or(0);
+        Ok(SocketAddr::new(ip, port))
     }
     fn len_prefixed(&mut self, len: i64, field: &'static str) -> Result<&'a [u8], RecordError> {
         if len < 0 {
@@ -416,9 +413,10 @@ pub fn peek(buf: &[u8], remaining: usize) -> Result<Peek, RecordError> {
     }
 }
 
-/// Every field of a record, borrowed from the bytes it was read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordView<'a> {
+/// Every field of a record, borrowed from the bytes it was read from. The properties are a
+/// `str` ([`view`]) or, for lenient readers, the bytes as stored ([`view_raw`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordView<'a, P: ?Sized = str> {
     pub size: usize,
     pub magic: i32,
     pub body_crc: i32,
@@ -435,11 +433,39 @@ pub struct RecordView<'a> {
     pub prepared_transaction_offset: i64,
     pub body: &'a [u8],
     pub topic: &'a str,
-    pub properties: &'a str,
+    pub properties: &'a P,
 }
 
+// Every field is `Copy`; derived `Clone` and `Copy` would wrongly require `P: Clone`.
+impl<P: ?Sized> Clone for RecordView<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: ?Sized> Copy for RecordView<'_, P> {}
+
 /// Parses the record at the start of `buf` without copying, checking the body CRC when asked.
+/// Bytes after the record are ignored.
 pub fn view(buf: &[u8], check_crc: bool) -> Result<RecordView<'_>, RecordError> {
+    parse(buf, check_crc, |p| {
+        std::str::from_utf8(p).map_err(|_| RecordError::NotUtf8)
+    })
+}
+
+/// [`view`], but the properties are left as stored, not checked to be UTF-8.
+pub fn view_raw(buf: &[u8], check_crc: bool) -> Result<RecordView<'_, [u8]>, RecordError> {
+    parse(buf, check_crc, Ok)
+}
+
+/// The parser of [`view`] and [`view_raw`]; `properties` turns the stored properties into
+/// the view's. Inlined into each, so that the view is built once, in place.
+#[inline(always)]
+fn parse<'a, P: ?Sized>(
+    buf: &'a [u8],
+    check_crc: bool,
+    properties: impl FnOnce(&'a [u8]) -> Result<&'a P, RecordError>,
+) -> Result<RecordView<'a, P>, RecordError> {
     let mut r = Reader { buf, pos: 0 };
     let total_size = r.i32()?;
     let magic = r.i32()?;
@@ -456,9 +482,9 @@ pub fn view(buf: &[u8], check_crc: bool) -> Result<RecordView<'_>, RecordError> 
     let physical_offset = r.i64()?;
     let sys_flag = r.i32()?;
     let born_timestamp = r.i64()?;
-    let born_host = r.host(sys_flag & sys_flag::BORNHOST_V6 != 0)?;
+    let born_host = r.host(sys_flag & sysflag::BORNHOST_V6 != 0)?;
     let store_timestamp = r.i64()?;
-    let store_host = r.host(sys_flag & sys_flag::STOREHOST_V6 != 0)?;
+    let store_host = r.host(sys_flag & sysflag::STOREHOST_V6 != 0)?;
     let reconsume_times = r.i32()?;
     let prepared_transaction_offset = r.i64()?;
     let body_len = r.i32()?;
@@ -503,7 +529,7 @@ pub fn view(buf: &[u8], check_crc: bool) -> Result<RecordView<'_>, RecordError> 
         prepared_transaction_offset,
         body,
         topic: std::str::from_utf8(topic).map_err(|_| RecordError::NotUtf8)?,
-        properties: std::str::from_utf8(props).map_err(|_| RecordError::NotUtf8)?,
+        properties: properties(props)?,
     })
 }
 
@@ -550,7 +576,7 @@ mod tests {
             flag: 7,
             body: Bytes::from_static(b"hello world"),
             properties: encode_properties([("TAGS", "TagA"), ("KEYS", "k1 k2"), ("名前", "値✓")]),
-            sys_flag: sys_flag::MULTI_TAGS,
+            sys_flag: sysflag::MULTI_TAGS,
             born_timestamp: 1_700_000_000_123,
             born_host: born,
             reconsume_times: 2,
@@ -607,7 +633,7 @@ mod tests {
         assert_eq!(&enc.bytes[48..52], &[10, 0, 0, 1]);
         assert_eq!(&enc.bytes[52..56], &5555i32.to_be_bytes());
         assert_eq!(store_timestamp_pos(enc.sys_flag), 56);
-        check_fields(&msg, store, sys_flag::MULTI_TAGS);
+        check_fields(&msg, store, sysflag::MULTI_TAGS);
     }
 
     #[test]
@@ -620,13 +646,13 @@ mod tests {
         check_fields(
             &msg,
             store,
-            sys_flag::MULTI_TAGS | sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6,
+            sysflag::MULTI_TAGS | sysflag::BORNHOST_V6 | sysflag::STOREHOST_V6,
         );
         // Only the born host in IPv6.
         check_fields(
             &msg,
             "1.2.3.4:1".parse().expect("addr"),
-            sys_flag::MULTI_TAGS | sys_flag::BORNHOST_V6,
+            sysflag::MULTI_TAGS | sysflag::BORNHOST_V6,
         );
     }
 
@@ -647,12 +673,12 @@ mod tests {
         let host = "2.2.2.2:2".parse().expect("addr");
         assert!(matches!(
             encode(&msg, &host, 1000),
-            Err(crate::StoreError::MessageTooLarge { .. })
+            Err(EncodeError::TooLarge { .. })
         ));
         msg.topic = String::new();
         assert!(matches!(
             encode(&msg, &host, 1 << 20),
-            Err(crate::StoreError::MessageIllegal { .. })
+            Err(EncodeError::Illegal { .. })
         ));
     }
 
@@ -676,6 +702,33 @@ mod tests {
             Ok(Peek::Blank)
         );
         assert!(peek(&[0, 0, 0, 8, 1, 2, 3, 4], 8).is_err());
+    }
+
+    #[test]
+    fn raw_view_leaves_properties_unchecked() {
+        let mut msg = sample("1.1.1.1:1".parse().expect("addr"));
+        msg.properties = "A\u{1}b\u{2}".into();
+        let mut bytes = encode(&msg, &"2.2.2.2:2".parse().expect("addr"), 1 << 20)
+            .expect("encode")
+            .bytes;
+        let len = bytes.len();
+        // Not UTF-8: the second byte of the properties.
+        bytes[len - 3] = 0xFF;
+        assert_eq!(view(&bytes, true), Err(RecordError::NotUtf8));
+        let raw = view_raw(&bytes, true).expect("raw view");
+        assert_eq!(raw.properties, b"A\xFFb\x02");
+        assert_eq!((raw.topic, raw.body), ("orders", &b"hello world"[..]));
+    }
+
+    #[test]
+    fn out_of_range_ports_read_as_zero() {
+        let msg = sample("1.1.1.1:1".parse().expect("addr"));
+        let mut bytes = encode(&msg, &"2.2.2.2:2".parse().expect("addr"), 1 << 20)
+            .expect("encode")
+            .bytes;
+        bytes[POS_BORN_HOST + 4..POS_BORN_HOST + 8].copy_from_slice(&70_000i32.to_be_bytes());
+        let got = view(&bytes, true).expect("view");
+        assert_eq!(got.born_host, "1.1.1.1:0".parse().expect("addr"));
     }
 
     #[test]
@@ -761,6 +814,7 @@ mod tests {
             let _ = peek(&bytes, bytes.len());
             let _ = decode(&bytes, true);
             let _ = view(&bytes, true);
+            let _ = view_raw(&bytes, false);
             let _ = store_timestamp(&bytes);
         }
     }

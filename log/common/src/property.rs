@@ -1,4 +1,5 @@
-//! Message property names (`MessageConst`), as stored in the properties string.
+//! Message property names (`MessageConst`) and the separators of the properties string
+//! (`name\x01value\x02…`), as clients send it and records store it.
 
 /// Declares the property name constants and the list of them all.
 macro_rules! properties {
@@ -80,6 +81,10 @@ pub const TRANSIENT_PREFIX: &str = "__RMQ.TRANSIENT.";
 pub const TRANSIENT_TOPIC_CONFIG: &str = "__RMQ.TRANSIENT.TOPIC_SYS_FLAG";
 /// Broker-internal: the group's sys flag.
 pub const TRANSIENT_GROUP_CONFIG: &str = "__RMQ.TRANSIENT.GROUP_SYS_FLAG";
+/// Separates a property name from its value.
+pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
+/// Ends each property.
+pub const PROPERTY_SEPARATOR: char = '\u{2}';
 /// Separator between the keys in [`KEYS`].
 pub const KEY_SEPARATOR: &str = " ";
 
