@@ -13,14 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, metric, stored};
-use tributary_client::admin::{TopicSpec, TopicTarget};
+use common::{TestServer, create_topic_routed, metric, stored, wait_until};
 use tributary_client::producer::{LocalTransactionState, TransactionListener};
 use tributary_client::{
     Admin, ClientConfig, Message, MessageExt, MessageQueue, Producer, ProducerConfig,
 };
 
-const DEADLINE: Duration = Duration::from_secs(60);
 const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 const PREPARED: &str = "tributary_broker_transactions_prepared_total";
@@ -88,36 +86,11 @@ impl Fixture {
     }
 }
 
-async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
+/// Creates `topic` and `TxRoute` (whose route leads to the broker, see [`system_max`]).
 async fn create_topic(admin: &Admin, server: &TestServer, topic: &str) {
-    let target = TopicTarget::Broker(server.broker.clone());
     for t in [topic, "TxRoute"] {
-        create_one(admin, &target, t).await;
+        create_topic_routed(admin, server, t, 2).await;
     }
-}
-
-async fn create_one(admin: &Admin, target: &TopicTarget, topic: &str) {
-    wait_until("the topic is created and routed", async || {
-        admin
-            .create_topic(&TopicSpec::new(topic, 2), target)
-            .await
-            .is_ok()
-            && admin
-                .topic_route(topic)
-                .await
-                .is_ok_and(|r| !r.queue_datas.is_empty())
-    })
-    .await;
 }
 
 /// Bodies of every message stored in `topic`, sorted.

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio_util::sync::CancellationToken;
-use tributary_broker::{Broker, BrokerConfig};
-use tributary_namesrv::{NameServer, NamesrvConfig};
+use tributary_broker::BrokerConfig;
 use tributary_protocol::body::{
     CheckClientRequestBody, ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerListByGroup,
     HeartbeatData, JsonBody, LockBatchRequestBody, LockBatchResponseBody, MessageModel,
@@ -21,111 +19,25 @@ use tributary_protocol::header::{
     CreateTopicRequestHeader, GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader,
     GetMaxOffsetResponseHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
     PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
-    QueryMessageRequestHeader, ResetOffsetRequestHeader, SendMessageRequestHeader,
-    SendMessageRequestHeaderV2, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
-    ViewMessageRequestHeader,
+    QueryMessageRequestHeader, ResetOffsetRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use tributary_protocol::message::{BatchMessage, OffsetMessageId, encode_batch};
 use tributary_protocol::{RemotingCommand, codes, sysflag};
 use tributary_remoting::{Connection, Handler, HandlerFuture, RemotingClient, TransportConfig};
-use tributary_store::{FlushMode, MessageStore, StoreConfig, StoredMessage};
+use tributary_store::{FlushMode, StoredMessage};
+
+mod common;
+
+use common::{T, TestBroker, send_header, send_request};
 
 use codes::request as rq;
 use codes::response as rs;
 
-const T: Duration = Duration::from_secs(10);
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    broker: Arc<Broker>,
-    store: Arc<MessageStore>,
-    broker_addr: String,
-    namesrv_addr: String,
-    stop: CancellationToken,
-    tasks: tokio::task::JoinSet<()>,
-}
-
-impl Cluster {
-    async fn start(flush: FlushMode, tweak: impl FnOnce(&mut BrokerConfig)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Self::start_in(dir, flush, tweak).await
-    }
-
-    async fn start_in(
-        dir: tempfile::TempDir,
-        flush: FlushMode,
-        tweak: impl FnOnce(&mut BrokerConfig),
-    ) -> Self {
-        let stop = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        let namesrv = NameServer::new(NamesrvConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            ..NamesrvConfig::default()
-        })
-        .expect("namesrv");
-        let listener = namesrv.bind().await.expect("bind namesrv");
-        let namesrv_addr = listener.local_addr().to_string();
-        tasks.spawn(listener.run(stop.clone()));
-
-        // Bind first to learn the port, then open the store with it as STOREHOST.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind broker");
-        let mut config = BrokerConfig {
-            listen: listener.local_addr().expect("addr"),
-            namesrv_addr: vec![namesrv_addr.clone()],
-            ..BrokerConfig::default()
-        };
-        tweak(&mut config);
-        let mut store_config = StoreConfig::new(dir.path().join("store"));
-        store_config.commitlog_segment_bytes = 16 << 20;
-        store_config.index_slots = 1024;
-        store_config.index_entries = 4096;
-        store_config.flush_mode = flush;
-        store_config.store_host = config.advertised_addr().parse().expect("addr");
-        let store = Arc::new(MessageStore::open(store_config).expect("store"));
-        let broker =
-            Broker::open(config, store.clone(), &dir.path().join("broker")).expect("broker");
-        let bound = broker.serve_on(listener);
-        let broker_addr = broker.addr().to_string();
-        tasks.spawn(bound.run(stop.clone()));
-        Self {
-            _dir: dir,
-            broker,
-            store,
-            broker_addr,
-            namesrv_addr,
-            stop,
-            tasks,
-        }
-    }
-
-    /// Stops everything and returns the data directory for a restart.
-    async fn stop(mut self) -> tempfile::TempDir {
-        self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
-        self.store.shutdown().expect("store shutdown");
-        self._dir
-    }
-}
-
-fn send_header(topic: &str, queue_id: i32, properties: &str) -> SendMessageRequestHeader {
-    SendMessageRequestHeader {
-        producer_group: "pg".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        flag: 0,
-        properties: Some(properties.into()),
-        reconsume_times: None,
-        unit_mode: None,
-        batch: None,
-        max_reconsume_times: None,
-        broker_name: None,
-    }
+/// A broker with a NameServer beside it.
+async fn cluster(flush: FlushMode, tweak: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+    let dir = tempfile::tempdir().expect("tempdir");
+    TestBroker::open_with_namesrv(dir, flush, tweak).await
 }
 
 fn props(tags: &str, keys: &str) -> String {
@@ -140,13 +52,13 @@ async fn send(
     body: &str,
     properties: &str,
 ) -> RemotingCommand {
-    let request = RemotingCommand::new_request(rq::SEND_MESSAGE, 0)
-        .with_header(&send_header(topic, queue_id, properties))
-        .with_body(Bytes::from(body.to_string()));
-    client
-        .invoke(addr, request, T)
-        .await
-        .expect("send answered")
+    send_request(
+        client,
+        addr,
+        &send_header(topic, queue_id, properties),
+        body,
+    )
+    .await
 }
 
 fn pull_request(group: &str, topic: &str, queue_id: i32, offset: i64) -> PullMessageRequestHeader {
@@ -194,9 +106,9 @@ fn decode_all(mut body: &[u8]) -> Vec<StoredMessage> {
 
 #[tokio::test]
 async fn send_then_pull_view_and_query_by_key() {
-    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let c = cluster(FlushMode::Async, |_| {}).await;
     let client = RemotingClient::default();
-    let addr = c.broker_addr.as_str();
+    let addr = c.addr.as_str();
 
     let mut offsets = Vec::new();
     for i in 0..5 {
@@ -241,7 +153,7 @@ async fn send_then_pull_view_and_query_by_key() {
         bodies,
         (0..6).map(|i| format!("order {i}")).collect::<Vec<_>>()
     );
-    assert_eq!(messages[0].store_host.to_string(), c.broker_addr);
+    assert_eq!(messages[0].store_host.to_string(), c.addr);
 
     // Tags: only TagB.
     let mut tag_b = pull_request("g", "Orders", 1, 0);
@@ -324,7 +236,7 @@ async fn send_then_pull_view_and_query_by_key() {
     for _ in 0..100 {
         let r = client
             .invoke(
-                &c.namesrv_addr,
+                c.namesrv_addr.as_deref().expect("a NameServer"),
                 RemotingCommand::new_request(rq::GET_ROUTEINFO_BY_TOPIC, 0).with_header(
                     &GetRouteInfoRequestHeader {
                         topic: "Orders".into(),
@@ -344,18 +256,15 @@ async fn send_then_pull_view_and_query_by_key() {
     }
     let route = route.expect("route registered");
     assert_eq!(route.queue_datas[0].write_queue_nums, 4);
-    assert_eq!(
-        route.broker_datas[0].broker_addrs.get(&0),
-        Some(&c.broker_addr)
-    );
+    assert_eq!(route.broker_datas[0].broker_addrs.get(&0), Some(&c.addr));
     c.stop().await;
 }
 
 #[tokio::test]
 async fn a_long_poll_is_woken_by_the_next_send() {
-    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let c = cluster(FlushMode::Async, |_| {}).await;
     let client = RemotingClient::default();
-    let addr = c.broker_addr.clone();
+    let addr = c.addr.clone();
     let r = send(&client, &addr, "Waits", 0, "first", "").await;
     assert_eq!(r.code, rs::SUCCESS);
     assert!(c.store.wait_dispatched(T));
@@ -395,13 +304,13 @@ async fn a_long_poll_is_woken_by_the_next_send() {
 #[tokio::test]
 async fn sync_flush_batches_and_bad_sends() {
     // hot_read_bytes = 0: every pull here takes the blocking-thread path of cold reads.
-    let c = Cluster::start(FlushMode::Sync, |cfg| {
+    let c = cluster(FlushMode::Sync, |cfg| {
         cfg.auto_create_topic = false;
         cfg.hot_read_bytes = 0;
     })
     .await;
     let client = RemotingClient::default();
-    let addr = c.broker_addr.as_str();
+    let addr = c.addr.as_str();
 
     // No auto-creation: unknown topics are refused until created.
     let r = send(&client, addr, "Batches", 0, "x", "").await;
@@ -555,8 +464,8 @@ async fn consumer_ids(client: &RemotingClient, addr: &str, group: &str) -> Vec<S
 
 #[tokio::test]
 async fn consumers_join_leave_lock_and_commit_offsets_that_survive_a_restart() {
-    let c = Cluster::start(FlushMode::Async, |_| {}).await;
-    let addr = c.broker_addr.clone();
+    let c = cluster(FlushMode::Async, |_| {}).await;
+    let addr = c.addr.clone();
     assert_eq!(
         send(&RemotingClient::default(), &addr, "Jobs", 0, "x", "")
             .await
@@ -674,12 +583,9 @@ async fn consumers_join_leave_lock_and_commit_offsets_that_survive_a_restart() {
 
     // Restart on the same directory: offsets and topics are still there.
     let dir = c.stop().await;
-    let c = Cluster::start_in(dir, FlushMode::Async, |_| {}).await;
+    let c = TestBroker::open_with_namesrv(dir, FlushMode::Async, |_| {}).await;
     let client = RemotingClient::default();
-    let r = client
-        .invoke(&c.broker_addr, query, T)
-        .await
-        .expect("query");
+    let r = client.invoke(&c.addr, query, T).await.expect("query");
     assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
     assert_eq!(
         r.decode_header::<QueryConsumerOffsetResponseHeader>()
@@ -703,9 +609,9 @@ async fn garbage_on_other_connections_touches_nothing_stored() {
     use rand::{Rng, SeedableRng};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let c = Cluster::start(FlushMode::Async, |_| {}).await;
+    let c = cluster(FlushMode::Async, |_| {}).await;
     let client = RemotingClient::default();
-    let addr = c.broker_addr.clone();
+    let addr = c.addr.clone();
     assert_eq!(
         send(&client, &addr, "Safe", 0, "keep me", "").await.code,
         rs::SUCCESS
@@ -861,8 +767,8 @@ async fn committed(client: &RemotingClient, addr: &str, queue_id: i32) -> Option
 
 #[tokio::test]
 async fn offset_resets_commit_and_tell_online_consumers() {
-    let c = Cluster::start(FlushMode::Async, |_| {}).await;
-    let addr = c.broker_addr.clone();
+    let c = cluster(FlushMode::Async, |_| {}).await;
+    let addr = c.addr.clone();
     let plain = RemotingClient::default();
     for (queue, count) in [(0, 5), (1, 3)] {
         for i in 0..count {
@@ -960,8 +866,8 @@ async fn offset_resets_commit_and_tell_online_consumers() {
 
 #[tokio::test]
 async fn sql92_pulls_return_only_matching_messages() {
-    let c = Cluster::start(FlushMode::Async, |_| {}).await;
-    let addr = c.broker_addr.clone();
+    let c = cluster(FlushMode::Async, |_| {}).await;
+    let addr = c.addr.clone();
     let client = RemotingClient::default();
     for i in 0..10 {
         let props = format!("n\u{1}{i}\u{2}");

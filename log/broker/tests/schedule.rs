@@ -5,95 +5,42 @@
 // Tests await or abort every task they spawn.
 #![allow(clippy::disallowed_methods)]
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio_util::sync::CancellationToken;
+use tributary_broker::BrokerConfig;
 use tributary_broker::schedule::{PROGRESS_FILE, SCHEDULE_TOPIC, SOURCE_PROPERTY, TIMER_TOPIC};
-use tributary_broker::{Broker, BrokerConfig};
 use tributary_protocol::header::{
     ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
     SendMessageResponseHeader,
 };
 use tributary_protocol::message::{BatchMessage, OffsetMessageId, encode_batch, property};
 use tributary_protocol::{RemotingCommand, codes};
-use tributary_remoting::RemotingClient;
-use tributary_store::{AcceptAll, FlushMode, MessageStore, StoreConfig, StoredMessage};
+use tributary_store::record::encode_properties;
+use tributary_store::{AcceptAll, FlushMode, StoredMessage};
+
+mod common;
+
+use common::{T, TestBroker, send_header};
 
 use codes::request as rq;
 use codes::response as rs;
 
-const T: Duration = Duration::from_secs(10);
 /// Longest a test waits for a delivery.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A broker without NameServer on a loopback port, over a store in `dir`.
-struct Node {
-    dir: tempfile::TempDir,
-    broker: Arc<Broker>,
-    store: Arc<MessageStore>,
-    addr: String,
-    client: RemotingClient,
-    stop: CancellationToken,
-    tasks: tokio::task::JoinSet<()>,
+/// A SEND_MESSAGE header with properties `props`.
+fn header(topic: &str, queue_id: i32, props: &[(&str, &str)]) -> SendMessageRequestHeader {
+    send_header(topic, queue_id, &encode_properties(props.iter().copied()))
 }
 
-impl Node {
-    async fn start(dir: tempfile::TempDir, config: BrokerConfig) -> Self {
-        Self::start_with(dir, config, FlushMode::Async).await
-    }
+/// A broker without NameServer on a loopback port, over a store in `dir`.
+async fn node(dir: tempfile::TempDir, config: BrokerConfig) -> TestBroker {
+    TestBroker::open(dir, config, FlushMode::Async).await
+}
 
-    async fn start_with(dir: tempfile::TempDir, config: BrokerConfig, flush: FlushMode) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let mut config = BrokerConfig {
-            listen: listener.local_addr().expect("addr"),
-            namesrv_addr: Vec::new(),
-            ..config
-        };
-        config.broker_ip = "127.0.0.1".into();
-        let mut store_config = StoreConfig::new(dir.path().join("store"));
-        store_config.commitlog_segment_bytes = 16 << 20;
-        store_config.index_slots = 1024;
-        store_config.index_entries = 4096;
-        store_config.flush_mode = flush;
-        store_config.store_host = config.advertised_addr().parse().expect("addr");
-        let store = Arc::new(MessageStore::open(store_config).expect("store"));
-        let broker =
-            Broker::open(config, store.clone(), &dir.path().join("broker")).expect("broker");
-        let bound = broker.serve_on(listener);
-        let addr = broker.addr().to_string();
-        let stop = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(bound.run(stop.clone()));
-        Self {
-            dir,
-            broker,
-            store,
-            addr,
-            client: RemotingClient::default(),
-            stop,
-            tasks,
-        }
-    }
-
-    /// Stops the broker and the store cleanly; returns the data directory.
-    async fn stop(mut self) -> tempfile::TempDir {
-        self.client.shutdown().await;
-        self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
-        let store = self.store.clone();
-        drop(self.broker);
-        tokio::task::spawn_blocking(move || store.shutdown())
-            .await
-            .expect("join")
-            .expect("store shutdown");
-        self.dir
-    }
-
+impl TestBroker {
     async fn send(
         &self,
         topic: &str,
@@ -101,18 +48,7 @@ impl Node {
         body: &str,
         props: &[(&str, &str)],
     ) -> RemotingCommand {
-        self.send_with(send_header(topic, queue_id, props), body)
-            .await
-    }
-
-    async fn send_with(&self, header: SendMessageRequestHeader, body: &str) -> RemotingCommand {
-        let request = RemotingCommand::new_request(rq::SEND_MESSAGE, 0)
-            .with_header(&header)
-            .with_body(Bytes::from(body.to_string()));
-        self.client
-            .invoke(&self.addr, request, T)
-            .await
-            .expect("send answered")
+        self.send_with(&header(topic, queue_id, props), body).await
     }
 
     async fn send_back(
@@ -173,29 +109,6 @@ impl Node {
     }
 }
 
-fn send_header(topic: &str, queue_id: i32, props: &[(&str, &str)]) -> SendMessageRequestHeader {
-    let properties: String = props
-        .iter()
-        .map(|(k, v)| format!("{k}\u{1}{v}\u{2}"))
-        .collect();
-    SendMessageRequestHeader {
-        producer_group: "pg".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        flag: 0,
-        properties: Some(properties),
-        reconsume_times: None,
-        unit_mode: None,
-        batch: None,
-        max_reconsume_times: None,
-        broker_name: None,
-    }
-}
-
 fn body(m: &StoredMessage) -> String {
     String::from_utf8_lossy(&m.body).into_owned()
 }
@@ -225,7 +138,7 @@ fn ok(r: &RemotingCommand) -> SendMessageResponseHeader {
 
 #[tokio::test]
 async fn delay_levels_are_delivered_when_due_in_due_order() {
-    let n = Node::start(
+    let n = node(
         tempfile::tempdir().expect("tempdir"),
         config("300ms 600ms 900ms"),
     )
@@ -307,7 +220,7 @@ async fn delay_levels_are_delivered_when_due_in_due_order() {
 #[tokio::test]
 async fn pending_delays_survive_restarts_and_are_delivered_exactly_once() {
     let levels = "300ms 600ms 2s";
-    let n = Node::start(tempfile::tempdir().expect("tempdir"), config(levels)).await;
+    let n = node(tempfile::tempdir().expect("tempdir"), config(levels)).await;
     ok(&n.send("Once", 0, "m1", &[("DELAY", "1")]).await);
     n.wait_count("Once", 0, 1).await;
     let dir = n.stop().await;
@@ -316,7 +229,7 @@ async fn pending_delays_survive_restarts_and_are_delivered_exactly_once() {
     let progress = dir.path().join("broker").join(PROGRESS_FILE);
     let stale = std::fs::read(&progress).expect("progress after m1");
 
-    let n = Node::start(dir, config(levels)).await;
+    let n = node(dir, config(levels)).await;
     ok(&n.send("Once", 0, "m2", &[("DELAY", "1")]).await);
     ok(&n.send("Once", 0, "m3", &[("DELAY", "1")]).await);
     n.wait_count("Once", 0, 3).await;
@@ -326,7 +239,7 @@ async fn pending_delays_survive_restarts_and_are_delivered_exactly_once() {
     let dir = n.stop().await;
     std::fs::write(&progress, stale).expect("put the stale progress back");
 
-    let n = Node::start(dir, config(levels)).await;
+    let n = node(dir, config(levels)).await;
     // m2 and m3 were delivered after the stale progress was written: found in the commit log,
     // not delivered again (they are due before m4, so a duplicate would show first).
     let delivered = n.wait_count("Once", 0, 5).await;
@@ -341,7 +254,7 @@ async fn pending_delays_survive_restarts_and_are_delivered_exactly_once() {
     );
     let dir = n.stop().await;
     // And a clean restart delivers nothing again.
-    let n = Node::start(dir, config(levels)).await;
+    let n = node(dir, config(levels)).await;
     ok(&n.send("Once", 0, "m5", &[("DELAY", "1")]).await);
     let delivered = n.wait_count("Once", 0, 6).await;
     assert_eq!(bodies(&delivered)[5], "m5");
@@ -352,7 +265,7 @@ async fn pending_delays_survive_restarts_and_are_delivered_exactly_once() {
 async fn timer_messages_are_delivered_at_their_time_in_due_order() {
     let mut c = config("1s");
     c.timer_max_delay_secs = 60;
-    let n = Node::start(tempfile::tempdir().expect("tempdir"), c).await;
+    let n = node(tempfile::tempdir().expect("tempdir"), c).await;
     let now = now_ms();
     let at = |ms: i64| (now + ms).to_string();
     ok(&n
@@ -418,7 +331,7 @@ const RETRY_LEVELS: &str = "10ms 10ms 100ms 150ms 200ms 250ms 300ms 350ms 400ms 
 
 #[tokio::test]
 async fn send_back_steps_through_the_retry_topic_then_the_dead_letter_topic() {
-    let n = Node::start(tempfile::tempdir().expect("tempdir"), config(RETRY_LEVELS)).await;
+    let n = node(tempfile::tempdir().expect("tempdir"), config(RETRY_LEVELS)).await;
     let sent = ok(&n
         .send(
             "Jobs",
@@ -502,16 +415,16 @@ fn ok_code(r: &RemotingCommand) {
 
 #[tokio::test]
 async fn sends_to_a_retry_topic_past_the_maximum_go_to_the_dead_letter_topic() {
-    let n = Node::start(tempfile::tempdir().expect("tempdir"), config(RETRY_LEVELS)).await;
-    let mut h = send_header("%RETRY%g2", 0, &[("DELAY", "3"), ("RETRY_TOPIC", "Jobs")]);
+    let n = node(tempfile::tempdir().expect("tempdir"), config(RETRY_LEVELS)).await;
+    let mut h = header("%RETRY%g2", 0, &[("DELAY", "3"), ("RETRY_TOPIC", "Jobs")]);
     h.reconsume_times = Some(17);
-    ok(&n.send_with(h.clone(), "late").await);
+    ok(&n.send_with(&h, "late").await);
     let dead = n.wait_count("%DLQ%g2", 0, 1).await;
     assert_eq!(dead[0].reconsume_times, 17);
     assert_eq!(dead[0].property("DELAY"), None);
     // With the request's own maximum above its count: a delayed retry.
     h.max_reconsume_times = Some(20);
-    ok(&n.send_with(h, "again").await);
+    ok(&n.send_with(&h, "again").await);
     let retried = n.wait_count("%RETRY%g2", 0, 1).await;
     assert_eq!(body(&retried[0]), "again");
     n.stop().await;
@@ -519,7 +432,7 @@ async fn sends_to_a_retry_topic_past_the_maximum_go_to_the_dead_letter_topic() {
 
 #[tokio::test]
 async fn delayed_batches_and_sends_to_schedule_topics_are_refused() {
-    let n = Node::start(tempfile::tempdir().expect("tempdir"), config("1s")).await;
+    let n = node(tempfile::tempdir().expect("tempdir"), config("1s")).await;
     for topic in [SCHEDULE_TOPIC, TIMER_TOPIC] {
         let r = n
             .send(
@@ -542,11 +455,7 @@ async fn delayed_batches_and_sends_to_schedule_topics_are_refused() {
     let mut body = BytesMut::new();
     encode_batch(&batch, &mut body).expect("encode");
     let request = RemotingCommand::new_request(rq::SEND_BATCH_MESSAGE, 0)
-        .with_header(&SendMessageRequestHeaderV2::from(send_header(
-            "Batched",
-            0,
-            &[],
-        )))
+        .with_header(&SendMessageRequestHeaderV2::from(header("Batched", 0, &[])))
         .with_body(body.freeze());
     let r = n
         .client
@@ -563,7 +472,7 @@ async fn delayed_batches_and_sends_to_schedule_topics_are_refused() {
 
 #[tokio::test]
 async fn a_group_configuration_sets_its_retries_and_survives_a_restart() {
-    let n = Node::start(tempfile::tempdir().expect("tempdir"), config(RETRY_LEVELS)).await;
+    let n = node(tempfile::tempdir().expect("tempdir"), config(RETRY_LEVELS)).await;
     let update = |body: &str| {
         RemotingCommand::new_request(rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, 0)
             .with_body(Bytes::from(body.to_string()))
@@ -589,7 +498,7 @@ async fn a_group_configuration_sets_its_retries_and_survives_a_restart() {
         .expect("answered");
     assert_eq!(r.code, rs::INVALID_PARAMETER, "{:?}", r.remark);
     let dir = n.stop().await;
-    let n = Node::start(dir, config(RETRY_LEVELS)).await;
+    let n = node(dir, config(RETRY_LEVELS)).await;
     let r = n
         .client
         .invoke(
@@ -623,7 +532,7 @@ async fn a_group_configuration_sets_its_retries_and_survives_a_restart() {
 #[tokio::test]
 async fn sync_flush_delivers_and_writes_the_progress_once_flushed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let n = Node::start_with(dir, config("300ms"), FlushMode::Sync).await;
+    let n = TestBroker::open(dir, config("300ms"), FlushMode::Sync).await;
     for b in ["s1", "s2", "s3"] {
         ok(&n.send("SyncDelayed", 0, b, &[("DELAY", "1")]).await);
     }
@@ -637,7 +546,7 @@ async fn sync_flush_delivers_and_writes_the_progress_once_flushed() {
     )
     .expect("json");
     assert_eq!(progress["offsetTable"]["1"], 3, "{progress}");
-    let n = Node::start_with(dir, config("300ms"), FlushMode::Sync).await;
+    let n = TestBroker::open(dir, config("300ms"), FlushMode::Sync).await;
     ok(&n.send("SyncDelayed", 0, "s4", &[("DELAY", "1")]).await);
     assert_eq!(bodies(&n.wait_count("SyncDelayed", 0, 4).await)[3], "s4");
     assert_eq!(
