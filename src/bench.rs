@@ -8,6 +8,14 @@
 //!
 //! Units: MB = 10^6 bytes. "Log bytes" are commit log bytes (records with their headers, what
 //! reaches the disk); "body bytes" are the message bodies alone.
+//!
+//! SYNC latencies are also given in *fsync times*: the median time of one `fdatasync` of one
+//! group commit's data — one append call from every writer (`writers × batch × record size`),
+//! written as the store writes it (`pwrite` into a preallocated file, then `fdatasync`) — measured
+//! just before the run on the quiet disk. It is what one fsync serving every writer costs on this
+//! disk, whatever the store's group-commit policy makes of it. It also bounds what closed-loop
+//! writers with one call in flight each can reach: `group bytes / fsync time` (`ceilMB/s`), the
+//! throughput if every fsync covered every writer and nothing else took any time.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -42,6 +50,10 @@ const PROBE_CHUNK: usize = 1 << 20;
 /// Small-fsync probe: this many `fdatasync`s, each after one write of this size.
 const SMALL_SYNCS: usize = 50;
 const SMALL_SYNC_WRITE: usize = 4096;
+/// Group-commit fsync probe (the unit of SYNC latencies): this many `fdatasync`s, each after a
+/// write of one group commit's data, and at most this many bytes written in all.
+const GROUP_SYNCS: usize = 40;
+const GROUP_SYNC_MAX_BYTES: u64 = 64 << 20;
 /// Latencies are recorded in ns, from 1 ns to 60 s, with 3 significant digits.
 const LATENCY_MAX_NS: u64 = 60_000_000_000;
 const LATENCY_SIGFIG: u8 = 3;
@@ -58,11 +70,17 @@ pub fn store(args: BenchStoreArgs) -> Result<()> {
     if !args.json {
         print_header();
     }
+    let default_gather = [StoreConfig::default().sync_gather_max_us];
     for &flush in &args.flush {
+        // Gathering is a SYNC option: ASYNC runs once.
+        let gathers = match (flush, args.sync_gather_max_us.as_slice()) {
+            (FlushArg::Sync, g) if !g.is_empty() => g,
+            _ => &default_gather[..],
+        };
         for &size in &args.sizes {
             for &driver in &args.driver {
                 for &batch in &args.batch {
-                    for &writers in &args.writers {
+                    for (&writers, &sync_gather_max_us) in cartesian(&args.writers, gathers) {
                         let plan = RunPlan {
                             flush,
                             size,
@@ -76,9 +94,17 @@ pub fn store(args: BenchStoreArgs) -> Result<()> {
                             segment_bytes: args.segment_bytes,
                             warm_segments: args.warm_segments,
                             cold_read: args.cold_read,
+                            sync_gather_max_us,
                         };
                         settle(&args.dir)?;
+                        let fsync_unit = match flush {
+                            FlushArg::Sync => Some(group_fsync(&args.dir, &plan)?),
+                            FlushArg::Async => None,
+                        };
                         let mut result = run(&args.dir, &plan)?;
+                        if let Some(unit) = fsync_unit {
+                            result.set_fsync_unit(unit);
+                        }
                         result.disk_pct = 100.0 * result.mb_s / disk.write_mb_s;
                         print_run(&result, args.json)?;
                     }
@@ -87,6 +113,11 @@ pub fn store(args: BenchStoreArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every pair of `a` and `b`, `b` varying fastest.
+fn cartesian<'a, A, B>(a: &'a [A], b: &'a [B]) -> impl Iterator<Item = (&'a A, &'a B)> {
+    a.iter().flat_map(move |x| b.iter().map(move |y| (x, y)))
 }
 
 /// Lets the disk finish the previous run's work (writeback, and the discards of its deleted
@@ -212,6 +243,63 @@ fn small_syncs(path: &Path, overwrite: bool) -> Result<f64> {
     Ok(took[took.len() / 2])
 }
 
+/// One group commit's data: one append call from every writer of `plan`, in log bytes.
+fn group_bytes(plan: &RunPlan) -> Result<u64> {
+    let bodies = body_ring(0, plan.size);
+    let sample = bench_message(0, plan.queues, &bodies, &mut String::new());
+    let config = StoreConfig::default();
+    let record = tributary_store::record::encode(&sample, &config.store_host, usize::MAX)
+        .context("encode a benchmark message")?;
+    Ok((plan.writers * plan.batch * record.bytes.len()) as u64)
+}
+
+/// The fsync time of `plan` (the unit of its SYNC latencies, see the module docs): the median
+/// of `fdatasync`s each after a `pwrite` of one group commit's data, written one after another
+/// into a preallocated file as the store writes its segments.
+fn group_fsync(dir: &Path, plan: &RunPlan) -> Result<FsyncUnit> {
+    let bytes = group_bytes(plan)?;
+    let rounds = (GROUP_SYNC_MAX_BYTES / bytes).clamp(3, GROUP_SYNCS as u64);
+    let tmp = tempfile::Builder::new()
+        .prefix("tributary-fsync-probe-")
+        .tempdir_in(dir)
+        .with_context(|| format!("create a temporary directory in {}", dir.display()))?;
+    let path = tmp.path().join("group");
+    let file = File::create_new(&path).with_context(|| format!("create {}", path.display()))?;
+    rustix::fs::fallocate(
+        &file,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        bytes * rounds,
+    )
+    .with_context(|| format!("preallocate {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("fsync {}", path.display()))?;
+    let data: Vec<u8> = (0..bytes).map(|i| (i % 253) as u8).collect();
+    let mut took = Vec::with_capacity(rounds as usize);
+    for round in 0..rounds {
+        file.write_all_at(&data, round * bytes)
+            .with_context(|| format!("write {}", path.display()))?;
+        let started = Instant::now();
+        file.sync_data()
+            .with_context(|| format!("fdatasync {}", path.display()))?;
+        took.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    tmp.close().context("remove the fsync probe file")?;
+    took.sort_by(f64::total_cmp);
+    Ok(FsyncUnit {
+        bytes,
+        us: took[took.len() / 2],
+    })
+}
+
+/// One group commit's fsync on this disk (see [`group_fsync`]).
+#[derive(Debug, Clone, Copy)]
+struct FsyncUnit {
+    bytes: u64,
+    us: f64,
+}
+
 fn write_block(file: &File, path: &Path, i: usize, block: &[u8]) -> Result<()> {
     file.write_all_at(block, (i * block.len()) as u64)
         .with_context(|| format!("write {}", path.display()))
@@ -235,17 +323,19 @@ struct RunPlan {
     segment_bytes: u64,
     warm_segments: Option<bool>,
     cold_read: bool,
+    sync_gather_max_us: u64,
 }
 
 impl RunPlan {
     fn label(&self) -> String {
         format!(
-            "{} {}B x{} {} batch {}",
+            "{} {}B x{} {} batch {} gather {} µs",
             mode_name(self.flush),
             self.size,
             self.writers,
             driver_name(self.driver),
-            self.batch
+            self.batch,
+            self.sync_gather_max_us
         )
     }
 }
@@ -297,6 +387,29 @@ struct RunResult {
     appends_per_group_commit: f64,
     /// Time the store took to shut down (final flush included).
     shutdown_ms: f64,
+    /// SYNC: the store's `sync_gather_max_us`, the group commits that waited for more appends
+    /// and their mean wait.
+    sync_gather_max_us: u64,
+    gathers: u64,
+    gather_mean_us: f64,
+    /// SYNC: one group commit's data (one call per writer) and its fsync time on this disk, the
+    /// unit of `p50_fsyncs` and `p99_fsyncs` (see the module docs); zero for ASYNC.
+    group_bytes: u64,
+    fsync_unit_us: f64,
+    p50_fsyncs: f64,
+    p99_fsyncs: f64,
+    /// SYNC: `group_bytes / fsync_unit_us` in MB/s, the most these writers can reach here.
+    ceiling_mb_s: f64,
+}
+
+impl RunResult {
+    fn set_fsync_unit(&mut self, unit: FsyncUnit) {
+        self.group_bytes = unit.bytes;
+        self.fsync_unit_us = unit.us;
+        self.p50_fsyncs = self.p50_us / unit.us;
+        self.p99_fsyncs = self.p99_us / unit.us;
+        self.ceiling_mb_s = unit.bytes as f64 / unit.us;
+    }
 }
 
 /// Counters the writers share.
@@ -328,6 +441,10 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
     let group_commits = stats.group_commits.load(Ordering::Relaxed);
     let group_waiters = stats.group_commit_waiters.load(Ordering::Relaxed);
     let append_calls = stats.append_calls.load(Ordering::Relaxed);
+    let gathers = stats.group_commit_gathers.load(Ordering::Relaxed);
+    let gather_total_us = stats
+        .group_commit_gather_micros_total
+        .load(Ordering::Relaxed);
     let log_bytes = stats.bytes_appended.load(Ordering::Relaxed);
     let messages = written.messages;
     let (store, read_mb_s) = read_phase(store, config, plan, messages)?;
@@ -366,6 +483,18 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
         },
         appends_per_group_commit: ratio(group_waiters, group_commits),
         shutdown_ms,
+        sync_gather_max_us: if plan.flush == FlushArg::Sync {
+            plan.sync_gather_max_us
+        } else {
+            0
+        },
+        gathers,
+        gather_mean_us: ratio(gather_total_us, gathers),
+        group_bytes: 0,
+        fsync_unit_us: 0.0,
+        p50_fsyncs: 0.0,
+        p99_fsyncs: 0.0,
+        ceiling_mb_s: 0.0,
     })
 }
 
@@ -385,6 +514,7 @@ fn store_config(dir: &Path, plan: &RunPlan) -> StoreConfig {
     if let Some(warm) = plan.warm_segments {
         config.warm_segments = warm;
     }
+    config.sync_gather_max_us = plan.sync_gather_max_us;
     config
 }
 
@@ -747,12 +877,13 @@ fn print_disk(disk: &DiskLimit, json: bool) -> Result<()> {
 
 fn print_header() {
     println!(
-        "{:<5} {:>6} {:>7} {:>7} {:>5} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8}",
+        "{:<5} {:>6} {:>7} {:>7} {:>5} {:>6} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8}",
         "mode",
         "size",
         "writers",
         "driver",
         "batch",
+        "gather",
         "msgs/s",
         "MB/s",
         "%disk",
@@ -763,7 +894,12 @@ fn print_header() {
         "readMB/s",
         "fsyncs",
         "fsyncµs",
-        "app/fsync"
+        "app/fsync",
+        "gatherµs",
+        "unitµs",
+        "p50/u",
+        "p99/u",
+        "ceilMB/s"
     );
 }
 
@@ -772,12 +908,13 @@ fn print_run(r: &RunResult, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string(r)?);
     } else {
         println!(
-            "{:<5} {:>6} {:>7} {:>7} {:>5} {:>10.0} {:>8.1} {:>5.0}% {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>7} {:>8.0} {:>8.1}",
+            "{:<5} {:>6} {:>7} {:>7} {:>5} {:>6} {:>10.0} {:>8.1} {:>5.0}% {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>7} {:>8.0} {:>8.1} {:>8.0} {:>8.0} {:>6.2} {:>6.2} {:>8.0}",
             r.mode,
             r.size,
             r.writers,
             r.driver,
             r.batch,
+            r.sync_gather_max_us,
             r.msgs_per_s,
             r.mb_s,
             r.disk_pct,
@@ -788,7 +925,12 @@ fn print_run(r: &RunResult, json: bool) -> Result<()> {
             r.read_mb_s,
             r.fsyncs,
             r.fsync_mean_us,
-            r.appends_per_fsync
+            r.appends_per_fsync,
+            r.gather_mean_us,
+            r.fsync_unit_us,
+            r.p50_fsyncs,
+            r.p99_fsyncs,
+            r.ceiling_mb_s
         );
     }
     Ok(())

@@ -963,6 +963,11 @@ pub struct BenchStoreArgs {
     /// Override the store's `warm_segments` (prefault the next segment; ASYNC mode only).
     #[arg(long)]
     pub warm_segments: Option<bool>,
+    /// SYNC runs with each of these `sync_gather_max_us` (the longest a group commit waits for
+    /// the writers the previous fsync acknowledged; 0: fsyncs back to back). Default: the
+    /// store's default.
+    #[arg(long, value_delimiter = ',')]
+    pub sync_gather_max_us: Vec<u64>,
     /// Flush modes.
     #[arg(long, value_delimiter = ',', value_enum, default_value = "async,sync")]
     pub flush: Vec<FlushArg>,

@@ -62,6 +62,16 @@ impl Collector for StoreCollector {
                 &s.group_commit_waiters,
             ),
             (
+                "group_commit_gathers",
+                "SYNC group commits that waited for more appends before their fsync",
+                &s.group_commit_gathers,
+            ),
+            (
+                "group_commit_gather_micros",
+                "Time SYNC group commits waited for more appends, microseconds",
+                &s.group_commit_gather_micros_total,
+            ),
+            (
                 "segment_rolls",
                 "Commit log segment rolls",
                 &s.segment_rolls,

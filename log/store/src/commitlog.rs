@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use tributary_common::sysflag;
@@ -18,6 +18,7 @@ use tributary_common::sysflag;
 use crate::config::{FlushMode, StoreConfig};
 use crate::durable::{Durable, DurableOffset, Woken};
 use crate::error::{Result, StoreError};
+use crate::gather::{Gather, Next};
 use crate::record::{self, BLANK_MAGIC, END_FILE_MIN_BLANK, EncodedRecord};
 use crate::segment::{MappedFile, SegmentQueue};
 use crate::stats::StoreStats;
@@ -90,6 +91,13 @@ pub(crate) struct CommitLog {
     append: Mutex<AppendState>,
     /// One past the last published byte.
     max_offset: AtomicU64,
+    /// Append calls published so far, counted after `max_offset` is stored: every call counted
+    /// when the flusher reads this has its bytes below the `max_offset` it reads next.
+    appends: AtomicU64,
+    /// SYNC: an append that brings `appends` to this wakes the flusher (when it sleeps). Zero
+    /// while it sleeps for want of unflushed bytes (any append wakes it); the count it gathers
+    /// for while it waits for the writers of a group commit (see [`Gather`]).
+    flusher_wake_at: AtomicU64,
     /// Everything below is durable, and the SYNC appends waiting for that to pass their end.
     /// Once a flush failed it records why, and the store refuses writes.
     durable: Arc<DurableOffset>,
@@ -153,6 +161,8 @@ impl CommitLog {
                 last_store_timestamp: 0,
             }),
             max_offset: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            flusher_wake_at: AtomicU64::new(0),
             durable: Arc::new(DurableOffset::default()),
             allocator: Allocator {
                 state: Mutex::new(AllocState::default()),
@@ -224,14 +234,16 @@ impl CommitLog {
         // One past the last published byte of this call.
         let mut end = 0;
         let outcome = self.append_locked(&mut st, records, &mut results, &mut end);
+        let mut appends = 0;
         if end > 0 {
             // Published even if a later record of the call failed (as a failed roll can).
             // SeqCst: the flusher and dispatcher may sleep unless they see it (see `Sleeper`).
             self.max_offset.store(end, Ordering::SeqCst);
+            appends = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
         }
         drop(st);
         if end > 0 {
-            self.wake_after_append();
+            self.wake_after_append(appends);
         }
         outcome?;
         self.stats.record_append(
@@ -247,9 +259,16 @@ impl CommitLog {
         Ok((results, durable))
     }
 
-    fn wake_after_append(&self) {
+    /// `appends`: the append count this call published. SeqCst loads after the SeqCst stores of
+    /// the call's publication: a flusher that set its wake-up count and went idle before reading
+    /// the count is seen here (see `Sleeper`).
+    fn wake_after_append(&self, appends: u64) {
         match self.config.flush_mode {
-            FlushMode::Sync => self.flusher.wake(),
+            FlushMode::Sync => {
+                if appends >= self.flusher_wake_at.load(Ordering::SeqCst) {
+                    self.flusher.wake();
+                }
+            }
             FlushMode::Async => self.dispatcher.wake(),
         }
     }
@@ -512,13 +531,13 @@ impl CommitLog {
     /// it covers. Returns the new durable offset. After a failed flush nothing is synced again:
     /// Linux may have dropped the dirty pages, so a later fsync proves nothing.
     pub(crate) fn flush(&self) -> Result<u64> {
-        self.flush_waking(&mut Woken::default())
+        self.flush_waking(&mut Woken::default()).map(|f| f.offset)
     }
 
-    fn flush_waking(&self, woken: &mut Woken) -> Result<u64> {
+    fn flush_waking(&self, woken: &mut Woken) -> Result<Flushed> {
         self.refuse_if_failed()?;
         let target = self.max_offset();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut from = self.flushed_offset();
         while from < target {
             let Some(file) = self.segments.find(from) else {
@@ -532,7 +551,11 @@ impl CommitLog {
             let next = file.base() + file.size() as u64;
             from = if file.is_full() { next } else { target };
         }
-        self.stats.record_flush(started.elapsed());
+        let took = started.elapsed();
+        self.stats.record_flush(took);
+        // Before anyone learns of the new offset: every append by a writer it completes is
+        // counted after this.
+        let appends_at_wake = self.appends.load(Ordering::SeqCst);
         let woke = self.durable.advance(target, woken);
         self.dispatcher.wake();
         if woke > 0 {
@@ -541,7 +564,11 @@ impl CommitLog {
                 .group_commit_waiters
                 .fetch_add(woke as u64, Ordering::Relaxed);
         }
-        Ok(target)
+        Ok(Flushed {
+            offset: target,
+            took,
+            appends_at_wake,
+        })
     }
 
     /// A write or flush failed: refuse further writes and fail every waiting append.
@@ -553,28 +580,19 @@ impl CommitLog {
         e
     }
 
-    /// Flusher thread body. SYNC: group commit; fsyncs back to back while there are unflushed
-    /// bytes, each fsync covering everything appended before it started, and sleeps when there
-    /// are none. ASYNC: a sync every `flush_interval_ms`.
+    /// Flusher thread body. SYNC: group commit (see [`Self::run_sync_flusher`]). ASYNC: a sync
+    /// every `flush_interval_ms`.
     pub(crate) fn run_flusher(&self) {
+        if self.config.flush_mode == FlushMode::Sync {
+            return self.run_sync_flusher();
+        }
         let interval = Duration::from_millis(self.config.flush_interval_ms);
         let mut woken = Woken::default();
         loop {
             let stop = self.stop.load(Ordering::Acquire);
-            match self.config.flush_mode {
-                // The timeout only bounds a missed wake-up; SYNC appends wake the flusher.
-                FlushMode::Sync if !stop && !self.has_unflushed() => {
-                    self.flusher.sleep(interval, || {
-                        self.has_unflushed() || self.stop.load(Ordering::Acquire)
-                    });
-                    continue;
-                }
-                FlushMode::Sync => {}
-                FlushMode::Async if !stop => {
-                    self.flusher
-                        .sleep(interval, || self.stop.load(Ordering::Acquire));
-                }
-                FlushMode::Async => {}
+            if !stop {
+                self.flusher
+                    .sleep(interval, || self.stop.load(Ordering::Acquire));
             }
             if self.has_unflushed() {
                 // A failure is logged and recorded by `fail`; waiters get it from there.
@@ -583,6 +601,73 @@ impl CommitLog {
             if stop && !self.has_unflushed() {
                 return;
             }
+        }
+    }
+
+    /// SYNC group commit. While there are no unflushed bytes the flusher sleeps until an append
+    /// wakes it. Otherwise [`Gather`] decides whether to fsync now or to wait, briefly, for the
+    /// writers the previous fsync acknowledged to append again; each fsync covers everything
+    /// appended before it started.
+    fn run_sync_flusher(&self) {
+        // The timeout only bounds a missed wake-up; SYNC appends wake the flusher.
+        let idle_timeout = Duration::from_millis(self.config.flush_interval_ms);
+        let mut gather = Gather::new(
+            Duration::from_micros(self.config.sync_gather_max_us),
+            self.config.sync_gather_fsync_ratio,
+        );
+        if !gather.is_off() {
+            // Gathering sleeps for tens of microseconds; the default 50 µs of timer slack
+            // would stretch them by up to half.
+            let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(
+                GATHER_TIMER_SLACK_NS,
+            ));
+        }
+        let mut woken = Woken::default();
+        // Appends counted when the last fsync started (all of them below its offset); when it
+        // returned and woke its waiters, and the count before it woke them.
+        let mut covered = self.appends.load(Ordering::SeqCst);
+        let mut returned = Instant::now();
+        let mut at_wake = covered;
+        // When the wait of the group commit being gathered began.
+        let mut gathering: Option<Instant> = None;
+        loop {
+            let stop = self.stop.load(Ordering::Acquire);
+            if !self.has_unflushed() {
+                if stop {
+                    return;
+                }
+                self.flusher_wake_at.store(0, Ordering::SeqCst);
+                self.flusher.sleep(idle_timeout, || {
+                    self.has_unflushed() || self.stop.load(Ordering::Acquire)
+                });
+                continue;
+            }
+            if !stop {
+                let arrived = self.appends.load(Ordering::SeqCst) - at_wake;
+                if let Next::Gather { appends, timeout } = gather.next(arrived, returned.elapsed())
+                {
+                    let wake_at = at_wake + appends;
+                    gathering.get_or_insert_with(Instant::now);
+                    self.flusher_wake_at.store(wake_at, Ordering::SeqCst);
+                    self.flusher.sleep(timeout, || {
+                        self.appends.load(Ordering::SeqCst) >= wake_at
+                            || self.stop.load(Ordering::Acquire)
+                    });
+                    continue;
+                }
+            }
+            if let Some(began) = gathering.take() {
+                self.stats.record_gather(began.elapsed());
+            }
+            // Read before the flush reads its target offset: every append counted is covered.
+            let appends = self.appends.load(Ordering::SeqCst);
+            // A failure is logged and recorded by `fail`; waiters get it from there.
+            if let Ok(flushed) = self.flush_waking(&mut woken) {
+                gather.fsync_done(appends - covered, flushed.took);
+                at_wake = flushed.appends_at_wake;
+            }
+            covered = appends;
+            returned = Instant::now();
         }
     }
 
@@ -633,6 +718,19 @@ impl CommitLog {
         Some((file, pos))
     }
 }
+
+/// What one flush did.
+struct Flushed {
+    /// The new durable offset.
+    offset: u64,
+    /// How long the syncs took.
+    took: Duration,
+    /// The append count just before the new offset was published and its waiters woken.
+    appends_at_wake: u64,
+}
+
+/// Timer slack of the SYNC flusher thread while it gathers (see `run_sync_flusher`).
+const GATHER_TIMER_SLACK_NS: u64 = 1_000;
 
 /// Spawns a named store thread.
 pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {

@@ -50,6 +50,16 @@ pub struct StoreConfig {
     pub flush_interval_ms: u64,
     /// SYNC mode: how long an append waits for its fsync before FLUSH_DISK_TIMEOUT.
     pub sync_flush_timeout_ms: u64,
+    /// SYNC mode: the longest a group commit waits, after the previous fsync returned, for the
+    /// writers that fsync acknowledged to append again, so that one fsync covers them all
+    /// instead of every other one. The wait ends as soon as as many appends arrived as the
+    /// previous fsync covered, so a lone writer never waits. 0 turns gathering off: fsyncs run
+    /// back to back while bytes are unflushed.
+    pub sync_gather_max_us: u64,
+    /// SYNC mode: the gathering wait is also bounded by this fraction of the recent fsync time
+    /// (waiting longer than an fsync takes costs more than a second fsync). 0 turns gathering
+    /// off.
+    pub sync_gather_fsync_ratio: f64,
     /// How often consume queues, index files and the checkpoint are synced.
     pub flush_consume_queue_interval_ms: u64,
     /// How long the dispatcher waits, after a round that found new messages, before looking
@@ -95,6 +105,11 @@ pub struct RetentionConfig {
     pub max_deletes_per_round: usize,
 }
 
+/// Upper limits of the gathering options: a group commit never waits more than 100 ms, nor
+/// more than four fsync times, for writers to come.
+const MAX_SYNC_GATHER_US: u64 = 100_000;
+const MAX_SYNC_GATHER_FSYNC_RATIO: f64 = 4.0;
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
@@ -107,6 +122,8 @@ impl Default for StoreConfig {
             flush_mode: FlushMode::Async,
             flush_interval_ms: 500,
             sync_flush_timeout_ms: 5_000,
+            sync_gather_max_us: 500,
+            sync_gather_fsync_ratio: 0.5,
             flush_consume_queue_interval_ms: 1_000,
             dispatch_linger_us: 200,
             warm_segments: true,
@@ -180,6 +197,20 @@ impl StoreConfig {
         }
         if self.sync_flush_timeout_ms == 0 {
             return fail("sync_flush_timeout_ms must be > 0".into());
+        }
+        if self.sync_gather_max_us > MAX_SYNC_GATHER_US
+            || self.sync_gather_max_us >= self.sync_flush_timeout_ms.saturating_mul(1000)
+        {
+            return fail(format!(
+                "sync_gather_max_us = {} must be at most {MAX_SYNC_GATHER_US} and below sync_flush_timeout_ms",
+                self.sync_gather_max_us
+            ));
+        }
+        if !(0.0..=MAX_SYNC_GATHER_FSYNC_RATIO).contains(&self.sync_gather_fsync_ratio) {
+            return fail(format!(
+                "sync_gather_fsync_ratio = {} must be between 0 and {MAX_SYNC_GATHER_FSYNC_RATIO}",
+                self.sync_gather_fsync_ratio
+            ));
         }
         let r = &self.retention;
         for (name, v) in [
@@ -277,5 +308,21 @@ mod tests {
         check(|c| c.retention.delete_when = "25".into(), "delete_when");
         check(|c| c.retention.disk_hard_ratio = 0.5, "ratios");
         check(|c| c.flush_interval_ms = 0, "flush intervals");
+        check(|c| c.sync_gather_max_us = 100_001, "sync_gather_max_us");
+        check(
+            |c| {
+                c.sync_flush_timeout_ms = 1;
+                c.sync_gather_max_us = 1000;
+            },
+            "sync_gather_max_us",
+        );
+        check(
+            |c| c.sync_gather_fsync_ratio = -0.1,
+            "sync_gather_fsync_ratio",
+        );
+        check(
+            |c| c.sync_gather_fsync_ratio = f64::NAN,
+            "sync_gather_fsync_ratio",
+        );
     }
 }

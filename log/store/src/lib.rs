@@ -23,6 +23,7 @@ mod consume_queue;
 mod durable;
 mod error;
 mod fsutil;
+mod gather;
 mod index;
 mod recovery;
 mod retention;

@@ -14,6 +14,10 @@ pub struct StoreStats {
     pub flush_micros_max: AtomicU64,
     pub group_commits: AtomicU64,
     pub group_commit_waiters: AtomicU64,
+    /// SYNC group commits that waited for more appends before their fsync (see
+    /// `sync_gather_max_us`), and the time they waited in total.
+    pub group_commit_gathers: AtomicU64,
+    pub group_commit_gather_micros_total: AtomicU64,
     pub segment_rolls: AtomicU64,
     pub messages_dispatched: AtomicU64,
     pub messages_read: AtomicU64,
@@ -36,6 +40,11 @@ impl StoreStats {
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.flush_micros_total.fetch_add(us, Ordering::Relaxed);
         self.flush_micros_max.fetch_max(us, Ordering::Relaxed);
+    }
+    pub(crate) fn record_gather(&self, waited: Duration) {
+        self.group_commit_gathers.fetch_add(1, Ordering::Relaxed);
+        self.group_commit_gather_micros_total
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
     }
     pub(crate) fn record_read(&self, messages: u64, bytes: u64) {
         self.messages_read.fetch_add(messages, Ordering::Relaxed);
