@@ -13,7 +13,9 @@
 //! group commit's data — one append call from every writer (`writers × batch × record size`),
 //! written as the store writes it (`pwrite` into a preallocated file, then `fdatasync`) — measured
 //! just before the run on the quiet disk. It is what one fsync serving every writer costs on this
-//! disk, whatever the store's group-commit policy makes of it. It also bounds what closed-loop
+//! disk, whatever the store's group-commit policy makes of it. It is measured again after the
+//! run (`unit2µs`): when the two differ much, the disk changed speed during the run (a disk
+//! shared with other work does) and the run's figures are not comparable. It also bounds what closed-loop
 //! writers with one call in flight each can reach: `group bytes / fsync time` (`ceilMB/s`), the
 //! throughput if every fsync covered every writer and nothing else took any time.
 
@@ -103,7 +105,10 @@ pub fn store(args: BenchStoreArgs) -> Result<()> {
                         };
                         let mut result = run(&args.dir, &plan)?;
                         if let Some(unit) = fsync_unit {
-                            result.set_fsync_unit(unit);
+                            // Again after the run: a disk shared with other work can change
+                            // speed from one second to the next, and this shows it.
+                            let after = group_fsync(&args.dir, &plan)?;
+                            result.set_fsync_unit(unit, after);
                         }
                         result.disk_pct = 100.0 * result.mb_s / disk.write_mb_s;
                         print_run(&result, args.json)?;
@@ -387,6 +392,9 @@ struct RunResult {
     appends_per_group_commit: f64,
     /// Time the store took to shut down (final flush included).
     shutdown_ms: f64,
+    /// CPU time of the whole process (writers and store threads) per message written: what
+    /// bounds the run on a machine with few cores.
+    cpu_us_per_msg: f64,
     /// SYNC: the store's `sync_gather_max_us`, the group commits that waited for more appends
     /// and their mean wait.
     sync_gather_max_us: u64,
@@ -396,6 +404,8 @@ struct RunResult {
     /// unit of `p50_fsyncs` and `p99_fsyncs` (see the module docs); zero for ASYNC.
     group_bytes: u64,
     fsync_unit_us: f64,
+    /// The same fsync measured again after the run.
+    fsync_unit_after_us: f64,
     p50_fsyncs: f64,
     p99_fsyncs: f64,
     /// SYNC: `group_bytes / fsync_unit_us` in MB/s, the most these writers can reach here.
@@ -403,9 +413,10 @@ struct RunResult {
 }
 
 impl RunResult {
-    fn set_fsync_unit(&mut self, unit: FsyncUnit) {
+    fn set_fsync_unit(&mut self, unit: FsyncUnit, after: FsyncUnit) {
         self.group_bytes = unit.bytes;
         self.fsync_unit_us = unit.us;
+        self.fsync_unit_after_us = after.us;
         self.p50_fsyncs = self.p50_us / unit.us;
         self.p99_fsyncs = self.p99_us / unit.us;
         self.ceiling_mb_s = unit.bytes as f64 / unit.us;
@@ -432,7 +443,8 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
         .with_context(|| format!("create a temporary directory in {}", dir.display()))?;
     let config = store_config(tmp.path(), plan);
     let store = Arc::new(MessageStore::open(config.clone()).context("open the benchmark store")?);
-    let (written, seconds) = write_phase(&store, plan)?;
+    let (written, elapsed) = write_phase(&store, plan)?;
+    let seconds = elapsed.seconds;
     let store = Arc::try_unwrap(store)
         .map_err(|_| anyhow!("a writer still holds the store after the write phase"))?;
     let stats = store.stats();
@@ -483,6 +495,7 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
         },
         appends_per_group_commit: ratio(group_waiters, group_commits),
         shutdown_ms,
+        cpu_us_per_msg: elapsed.cpu_seconds * 1e6 / messages.max(1) as f64,
         sync_gather_max_us: if plan.flush == FlushArg::Sync {
             plan.sync_gather_max_us
         } else {
@@ -492,6 +505,7 @@ fn run(dir: &Path, plan: &RunPlan) -> Result<RunResult> {
         gather_mean_us: ratio(gather_total_us, gathers),
         group_bytes: 0,
         fsync_unit_us: 0.0,
+        fsync_unit_after_us: 0.0,
         p50_fsyncs: 0.0,
         p99_fsyncs: 0.0,
         ceiling_mb_s: 0.0,
@@ -523,11 +537,12 @@ fn store_config(dir: &Path, plan: &RunPlan) -> StoreConfig {
 
 /// Runs the writers until `plan.bytes` or `plan.max`; returns their merged outcome and the
 /// seconds from the start to the last acknowledgement.
-fn write_phase(store: &Arc<MessageStore>, plan: &RunPlan) -> Result<(WriterOutcome, f64)> {
+fn write_phase(store: &Arc<MessageStore>, plan: &RunPlan) -> Result<(WriterOutcome, Elapsed)> {
     let shared = Arc::new(Shared {
         log_bytes: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
+    let cpu_started = process_cpu_seconds();
     let started = Instant::now();
     let outcomes = match plan.driver {
         DriverArg::Threads => thread_writers(store, plan, &shared, started),
@@ -536,8 +551,23 @@ fn write_phase(store: &Arc<MessageStore>, plan: &RunPlan) -> Result<(WriterOutco
     if outcomes.is_err() {
         shared.stop.store(true, Ordering::Release);
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok((merge(outcomes?)?, seconds))
+    let elapsed = Elapsed {
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: process_cpu_seconds() - cpu_started,
+    };
+    Ok((merge(outcomes?)?, elapsed))
+}
+
+/// Wall-clock and CPU time of a phase.
+struct Elapsed {
+    seconds: f64,
+    /// CPU time of the whole process (writers and store threads), user and system.
+    cpu_seconds: f64,
+}
+
+fn process_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// One OS thread per writer, each blocking in `Durable::wait`.
@@ -877,7 +907,7 @@ fn print_disk(disk: &DiskLimit, json: bool) -> Result<()> {
 
 fn print_header() {
     println!(
-        "{:<5} {:>6} {:>7} {:>7} {:>5} {:>6} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8}",
+        "{:<5} {:>6} {:>7} {:>7} {:>5} {:>6} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}",
         "mode",
         "size",
         "writers",
@@ -897,9 +927,11 @@ fn print_header() {
         "app/fsync",
         "gatherµs",
         "unitµs",
+        "unit2µs",
         "p50/u",
         "p99/u",
-        "ceilMB/s"
+        "ceilMB/s",
+        "cpuµs/m"
     );
 }
 
@@ -908,7 +940,7 @@ fn print_run(r: &RunResult, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string(r)?);
     } else {
         println!(
-            "{:<5} {:>6} {:>7} {:>7} {:>5} {:>6} {:>10.0} {:>8.1} {:>5.0}% {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>7} {:>8.0} {:>8.1} {:>8.0} {:>8.0} {:>6.2} {:>6.2} {:>8.0}",
+            "{:<5} {:>6} {:>7} {:>7} {:>5} {:>6} {:>10.0} {:>8.1} {:>5.0}% {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>7} {:>8.0} {:>8.1} {:>8.0} {:>8.0} {:>8.0} {:>6.2} {:>6.2} {:>8.0} {:>7.1}",
             r.mode,
             r.size,
             r.writers,
@@ -928,9 +960,11 @@ fn print_run(r: &RunResult, json: bool) -> Result<()> {
             r.appends_per_fsync,
             r.gather_mean_us,
             r.fsync_unit_us,
+            r.fsync_unit_after_us,
             r.p50_fsyncs,
             r.p99_fsyncs,
-            r.ceiling_mb_s
+            r.ceiling_mb_s,
+            r.cpu_us_per_msg
         );
     }
     Ok(())

@@ -91,8 +91,9 @@ pub(crate) struct CommitLog {
     append: Mutex<AppendState>,
     /// One past the last published byte.
     max_offset: AtomicU64,
-    /// Append calls published so far, counted after `max_offset` is stored: every call counted
-    /// when the flusher reads this has its bytes below the `max_offset` it reads next.
+    /// Append calls published so far, counted just before `max_offset` is stored: a flusher
+    /// that sees an append's bytes counts it. The SYNC flusher counts the appends that arrive
+    /// after an fsync woke its waiters.
     appends: AtomicU64,
     /// SYNC: an append that brings `appends` to this wakes the flusher (when it sleeps). Zero
     /// while it sleeps for want of unflushed bytes (any append wakes it); the count it gathers
@@ -236,10 +237,11 @@ impl CommitLog {
         let outcome = self.append_locked(&mut st, records, &mut results, &mut end);
         let mut appends = 0;
         if end > 0 {
+            // Counted before it is published: a flusher that sees the bytes sees the count.
+            appends = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
             // Published even if a later record of the call failed (as a failed roll can).
             // SeqCst: the flusher and dispatcher may sleep unless they see it (see `Sleeper`).
             self.max_offset.store(end, Ordering::SeqCst);
-            appends = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
         }
         drop(st);
         if end > 0 {
@@ -568,6 +570,7 @@ impl CommitLog {
             offset: target,
             took,
             appends_at_wake,
+            woke,
         })
     }
 
@@ -623,11 +626,10 @@ impl CommitLog {
             ));
         }
         let mut woken = Woken::default();
-        // Appends counted when the last fsync started (all of them below its offset); when it
-        // returned and woke its waiters, and the count before it woke them.
-        let mut covered = self.appends.load(Ordering::SeqCst);
+        // When the last fsync returned and woke its waiters, and the append count before it
+        // woke them: every append of a writer it woke is counted after.
         let mut returned = Instant::now();
-        let mut at_wake = covered;
+        let mut at_wake = self.appends.load(Ordering::SeqCst);
         // When the wait of the group commit being gathered began.
         let mut gathering: Option<Instant> = None;
         loop {
@@ -659,14 +661,11 @@ impl CommitLog {
             if let Some(began) = gathering.take() {
                 self.stats.record_gather(began.elapsed());
             }
-            // Read before the flush reads its target offset: every append counted is covered.
-            let appends = self.appends.load(Ordering::SeqCst);
             // A failure is logged and recorded by `fail`; waiters get it from there.
             if let Ok(flushed) = self.flush_waking(&mut woken) {
-                gather.fsync_done(appends - covered, flushed.took);
+                gather.fsync_done(flushed.woke as u64, flushed.took);
                 at_wake = flushed.appends_at_wake;
             }
-            covered = appends;
             returned = Instant::now();
         }
     }
@@ -727,6 +726,8 @@ struct Flushed {
     took: Duration,
     /// The append count just before the new offset was published and its waiters woken.
     appends_at_wake: u64,
+    /// Waiting appends it completed (threads unparked, tasks woken).
+    woke: usize,
 }
 
 /// Timer slack of the SYNC flusher thread while it gathers (see `run_sync_flusher`).

@@ -53,12 +53,14 @@ pub struct StoreConfig {
     /// SYNC mode: the longest a group commit waits, after the previous fsync returned, for the
     /// writers that fsync acknowledged to append again, so that one fsync covers them all
     /// instead of every other one. The wait ends as soon as as many appends arrived as the
-    /// previous fsync covered, so a lone writer never waits. 0 turns gathering off: fsyncs run
-    /// back to back while bytes are unflushed.
+    /// previous fsync woke waiting writers, so a lone writer never waits. A wait that gets fewer
+    /// than three quarters of them turns gathering off for a few fsyncs (the writers are too
+    /// slow to come back; see `gather.rs`). 0 turns gathering off: fsyncs run back to back while
+    /// bytes are unflushed.
     pub sync_gather_max_us: u64,
     /// SYNC mode: the gathering wait is also bounded by this fraction of the recent fsync time
-    /// (waiting longer than an fsync takes costs more than a second fsync). 0 turns gathering
-    /// off.
+    /// (gathering pays only while the writers come back faster than an fsync takes). 0 turns
+    /// gathering off.
     pub sync_gather_fsync_ratio: f64,
     /// How often consume queues, index files and the checkpoint are synced.
     pub flush_consume_queue_interval_ms: u64,
@@ -122,7 +124,7 @@ impl Default for StoreConfig {
             flush_mode: FlushMode::Async,
             flush_interval_ms: 500,
             sync_flush_timeout_ms: 5_000,
-            sync_gather_max_us: 500,
+            sync_gather_max_us: 1000,
             sync_gather_fsync_ratio: 0.5,
             flush_consume_queue_interval_ms: 1_000,
             dispatch_linger_us: 200,

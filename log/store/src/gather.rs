@@ -1,22 +1,35 @@
 //! When the SYNC flusher starts the next group commit: [`Gather`], the policy that lets one
-//! fsync cover the writers the previous one just acknowledged.
+//! fsync cover the writers the previous one just acknowledged, when that pays.
 //!
 //! Fsyncing back to back (as soon as bytes are unflushed) splits closed-loop writers into two
 //! cohorts: when an fsync returns and wakes its waiters, the next fsync starts at once and covers
 //! only the few that appended again in time; the others append while it runs and wait for the
 //! one after. Each fsync then covers about half the writers and each append waits for about two
-//! fsyncs. Gathering waits, after an fsync returned, until as many appends arrived since as that
-//! fsync covered, or until a short bound passes, whichever comes first. The appends that arrived
+//! fsyncs. Gathering waits, after an fsync returned and woke N waiting appends, until N appends
+//! arrived since, or until a short bound passes, whichever comes first. The appends that arrived
 //! while the fsync ran are the other cohort; they are covered by the same next fsync, which so
-//! covers everyone after a round or two. The bound is a fraction of the
-//! recent fsync time (`sync_gather_fsync_ratio`: waiting longer than an fsync takes would cost
-//! more than a second fsync), and never more than `sync_gather_max_us`.
+//! covers everyone after a round or two. The bound is a fraction of the recent fsync time
+//! (`sync_gather_fsync_ratio`), and never more than `sync_gather_max_us`.
 //!
-//! A writer that is alone never waits: its append is the one the previous fsync covered. Nor
-//! does an append that arrives after the bound: the bound runs from the moment the previous
-//! fsync returned, not from the append. This is MySQL's `binlog_group_commit_sync_delay` /
-//! `binlog_group_commit_sync_no_delay_count` and PostgreSQL's `commit_delay` /
-//! `commit_siblings`, with the delay and the count measured instead of configured.
+//! Gathering pays only when the woken writers come back quickly compared with an fsync. With N
+//! writers that take G to append again and fsyncs of F, back to back gives N appends per 2F
+//! (two cohorts, one fsync each) and gathering N per F + G: better when G < F. When the writers
+//! are slow to come back — on a busy CPU, G is N times the CPU cost of an append divided by the
+//! cores — gathering only idles the disk while they do, and the CPU while the fsync runs, where
+//! back to back keeps both busy. So a wait that reaches its bound with fewer than three quarters
+//! of the expected appends turns gathering off for the next [`BACKOFF_ROUNDS`] fsyncs, twice as
+//! many after each further miss (up to [`BACKOFF_ROUNDS_MAX`]); a wait that gets them all
+//! resets that.
+//!
+//! N counts the waiters actually woken, not the appends the fsync covered: an append nobody
+//! waits for (a broker's send with WAIT=false) will not come back, and a count of covered appends
+//! taken while an append is being published can be one too high, which would make a lone writer
+//! wait for an append that never comes. A writer that is alone never waits: its append is the
+//! one expected. Nor does an append that arrives after the bound: the bound runs from the
+//! moment the previous fsync returned, not from the append. This is MySQL's
+//! `binlog_group_commit_sync_delay` / `binlog_group_commit_sync_no_delay_count` and
+//! PostgreSQL's `commit_delay` / `commit_siblings`, with the delay and the count measured
+//! instead of configured.
 //!
 //! The policy is plain arithmetic over counts and durations the caller measures, so its
 //! behaviour is unit-tested without a clock.
@@ -25,6 +38,9 @@ use std::time::Duration;
 
 /// Weight of the newest fsync in the running average of fsync times, as 1/N.
 const FSYNC_AVERAGE_WEIGHT: u32 = 8;
+/// Fsyncs without gathering after a wait that missed, doubled after each further miss.
+pub(crate) const BACKOFF_ROUNDS: u32 = 8;
+pub(crate) const BACKOFF_ROUNDS_MAX: u32 = 256;
 
 /// What the flusher does next, while there are appends not yet covered by an fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +59,17 @@ pub(crate) struct Gather {
     max_wait: Duration,
     /// The bound as a fraction of the recent fsync time.
     fsync_ratio: f64,
-    /// Appends covered by the last fsync: in a closed loop, those that will append again.
+    /// Waiting appends the last fsync completed: in a closed loop, those that will append
+    /// again.
     expected: u64,
     /// Running average of fsync times; `None` before the first.
     fsync_time: Option<Duration>,
+    /// Fsyncs left without gathering, after a wait that missed.
+    backoff: u32,
+    /// The back-off the next miss sets.
+    next_backoff: u32,
+    /// A wait is under way (the last answer was `Gather`).
+    waiting: bool,
 }
 
 impl Gather {
@@ -56,6 +79,9 @@ impl Gather {
             fsync_ratio,
             expected: 0,
             fsync_time: None,
+            backoff: 0,
+            next_backoff: BACKOFF_ROUNDS,
+            waiting: false,
         }
     }
 
@@ -65,9 +91,10 @@ impl Gather {
         self.max_wait.is_zero() || self.fsync_ratio <= 0.0
     }
 
-    /// Records an fsync that took `took` and covered `covered` append calls.
-    pub(crate) fn fsync_done(&mut self, covered: u64, took: Duration) {
-        self.expected = covered;
+    /// Records an fsync that took `took` and completed `woke` waiting appends.
+    pub(crate) fn fsync_done(&mut self, woke: u64, took: Duration) {
+        self.expected = woke;
+        self.backoff = self.backoff.saturating_sub(1);
         self.fsync_time = Some(match self.fsync_time {
             None => took,
             Some(avg) => (avg * (FSYNC_AVERAGE_WEIGHT - 1) + took) / FSYNC_AVERAGE_WEIGHT,
@@ -83,12 +110,27 @@ impl Gather {
     }
 
     /// What to do when appends are waiting for an fsync, `since` after the previous fsync
-    /// returned and woke its waiters, `arrived` of them since then.
-    pub(crate) fn next(&self, arrived: u64, since: Duration) -> Next {
-        let bound = self.bound();
-        if arrived >= self.expected || since >= bound {
+    /// returned and woke its waiters, `arrived` of them since then. A `Flush` ends the wait
+    /// (if there was one) and is followed by the fsync.
+    pub(crate) fn next(&mut self, arrived: u64, since: Duration) -> Next {
+        let waited = std::mem::take(&mut self.waiting);
+        if arrived >= self.expected {
+            if waited {
+                self.next_backoff = BACKOFF_ROUNDS;
+            }
             return Next::Flush;
         }
+        let bound = self.bound();
+        if self.backoff > 0 || since >= bound {
+            // A wait that ends with too few: the writers are slow to come back (an append after
+            // the bound with no wait before it says only that the writers were idle).
+            if waited && arrived * 4 < self.expected * 3 {
+                self.backoff = self.next_backoff;
+                self.next_backoff = (self.next_backoff * 2).min(BACKOFF_ROUNDS_MAX);
+            }
+            return Next::Flush;
+        }
+        self.waiting = true;
         Next::Gather {
             appends: self.expected,
             timeout: bound - since,
@@ -110,15 +152,15 @@ mod tests {
         Gather::new(1000 * US, 0.5)
     }
 
-    /// Records an fsync of `covered` appends that took `fsync_us`, then asks (appends arrived,
-    /// µs since) and checks the answers.
-    fn check(g: &mut Gather, covered: u64, fsync_us: u64, asks: &[(u64, u64, Next)]) {
-        g.fsync_done(covered, us(fsync_us));
+    /// Records an fsync that woke `woke` appends and took `fsync_us`, then asks (appends
+    /// arrived, µs since) and checks the answers.
+    fn check(g: &mut Gather, woke: u64, fsync_us: u64, asks: &[(u64, u64, Next)]) {
+        g.fsync_done(woke, us(fsync_us));
         for &(arrived, since_us, expect) in asks {
             assert_eq!(
                 g.next(arrived, us(since_us)),
                 expect,
-                "{arrived} arrived {since_us} µs after an fsync that covered {covered}"
+                "{arrived} arrived {since_us} µs after an fsync that woke {woke}"
             );
         }
     }
@@ -133,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn waits_for_as_many_new_appends_as_the_last_fsync_covered() {
+    fn waits_for_as_many_new_appends_as_the_last_fsync_woke() {
         let mut g = policy();
         let gather = |appends, timeout_us| Next::Gather {
             appends,
@@ -169,11 +211,59 @@ mod tests {
                         timeout: US,
                     },
                 ),
-                (10, 100, Next::Flush),
+                (50, 100, Next::Flush),
                 // An append long after the last fsync (an idle flusher) does not wait.
                 (1, 50_000, Next::Flush),
             ],
         );
+        // 50 of 64 is enough of them: gathering goes on.
+        g.fsync_done(64, us(200));
+        assert!(matches!(g.next(1, US), Next::Gather { .. }));
+    }
+
+    #[test]
+    fn a_wait_that_misses_turns_gathering_off_for_a_while() {
+        let mut g = policy();
+        let gathers = |g: &mut Gather| {
+            g.fsync_done(64, us(200));
+            matches!(g.next(1, Duration::ZERO), Next::Gather { .. })
+        };
+        let miss = |g: &mut Gather| {
+            assert!(gathers(g));
+            // Fewer than three quarters came back within the bound (100 µs).
+            assert_eq!(g.next(47, us(100)), Next::Flush);
+        };
+        // After a miss, BACKOFF_ROUNDS fsyncs back to back (the first is the missed one's).
+        miss(&mut g);
+        for _ in 1..BACKOFF_ROUNDS {
+            assert!(!gathers(&mut g));
+        }
+        // A second miss in a row backs off twice as long.
+        miss(&mut g);
+        for _ in 1..2 * BACKOFF_ROUNDS {
+            assert!(!gathers(&mut g));
+        }
+        // A wait that gets everyone resets the back-off.
+        assert!(gathers(&mut g));
+        assert_eq!(g.next(64, us(30)), Next::Flush);
+        miss(&mut g);
+        for _ in 1..BACKOFF_ROUNDS {
+            assert!(!gathers(&mut g));
+        }
+        assert!(gathers(&mut g));
+        assert_eq!(g.next(64, us(30)), Next::Flush);
+        // No wait, no miss: an append after the bound says only that the writers were idle.
+        g.fsync_done(64, us(200));
+        assert_eq!(g.next(0, us(100)), Next::Flush);
+        assert!(gathers(&mut g));
+        // Misses in a row never back off longer than BACKOFF_ROUNDS_MAX.
+        for _ in 0..10 {
+            assert_eq!(g.next(0, us(100)), Next::Flush);
+            for _ in 0..BACKOFF_ROUNDS_MAX {
+                g.fsync_done(64, us(200));
+            }
+            assert!(matches!(g.next(0, US), Next::Gather { .. }));
+        }
     }
 
     #[test]
@@ -201,7 +291,8 @@ mod tests {
 
     /// Closed-loop writers (each re-appends as soon as its append is durable) that come back in
     /// a fixed order: counts the fsyncs the policy makes. Back to back, the writers split into
-    /// cohorts; gathering brings them together in one fsync after the first rounds.
+    /// cohorts; gathering brings them together in one fsync after the first rounds; writers too
+    /// slow to come back make it fall back to back to back.
     #[test]
     fn closed_loop_writers_converge_on_one_fsync_per_round() {
         // Back to back (gathering off) the cohorts stay apart for good.
@@ -211,10 +302,11 @@ mod tests {
         // to come back and covers all 64, and so does every later one.
         let gathered = simulate(policy(), 64, 10, 1, 8);
         assert_eq!(gathered, [10, 64, 64, 64, 64, 64, 64, 64]);
-        // Writers too slow to all come back within the bound (100 µs at 3 µs each): every
-        // fsync still covers more than half of them.
-        let slow = simulate(policy(), 64, 10, 3, 8);
-        assert!(slow[1..].iter().all(|&c| c > 32), "{slow:?}");
+        // Writers too slow to come back within the bound (100 µs at 3 µs each: 34 do): the wait
+        // for all 64 misses, and the cohorts (34 and 30) alternate back to back until the
+        // back-off is over; then the wait for the 34 woken succeeds and covers all 64 again.
+        let slow = simulate(policy(), 64, 10, 3, 12);
+        assert_eq!(slow, [10, 64, 34, 30, 34, 30, 34, 30, 34, 30, 64, 34]);
     }
 
     /// A model of `writers` closed-loop writers, `first` of which have appended when the first

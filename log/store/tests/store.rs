@@ -292,9 +292,16 @@ fn clean_restart_keeps_everything_and_continues_offsets() {
 
 #[test]
 fn sync_mode_acknowledges_only_flushed_bytes_from_many_threads() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = config(dir.path());
-    c.flush_mode = FlushMode::Sync;
+    // With gathering (the default) and with fsyncs back to back.
+    for gather_max_us in [StoreConfig::default().sync_gather_max_us, 0] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = synced(dir.path());
+        c.sync_gather_max_us = gather_max_us;
+        acknowledged_only_when_flushed(c);
+    }
+}
+
+fn acknowledged_only_when_flushed(c: StoreConfig) {
     let store = Arc::new(MessageStore::open(c).expect("open"));
     let acked = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..8)
@@ -321,6 +328,22 @@ fn sync_mode_acknowledges_only_flushed_bytes_from_many_threads() {
     }
     assert_eq!(acked.load(Ordering::Relaxed), 800);
     assert!(store.stats().group_commits.load(Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn sync_lone_writer_never_waits_for_a_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = synced(dir.path());
+    assert!(c.sync_gather_max_us > 0, "gathering is on by default");
+    let store = MessageStore::open(c).expect("open");
+    for i in 0..200 {
+        let (_, d) = store.append(&msg("orders", 0, i)).expect("append");
+        d.wait().expect("durable");
+    }
+    let stats = store.stats();
+    assert!(stats.flushes.load(Ordering::Relaxed) >= 1);
+    // Each of its appends is the one the flusher expects after the last fsync.
+    assert_eq!(stats.group_commit_gathers.load(Ordering::Relaxed), 0);
 }
 
 #[test]
