@@ -759,13 +759,7 @@ impl MessageStore {
         // Fence in-flight appends: after this no append can publish more bytes.
         inner.commitlog.fence();
         let caught_up = self.wait_dispatched(Duration::from_secs(60));
-        *inner.stop_cv.0.lock() = true;
-        inner.stop_cv.1.notify_all();
-        inner.commitlog.stop_threads();
-        inner.commitlog.wake_waiters();
-        for t in self.threads.lock().drain(..) {
-            let _ = t.join();
-        }
+        self.stop_threads();
         let end = inner.commitlog.flush()?;
         inner.flush_queues()?;
         if caught_up {
@@ -788,6 +782,34 @@ impl MessageStore {
         }
         tracing::info!(end_offset = end, "store shut down");
         Ok(())
+    }
+}
+
+impl MessageStore {
+    /// Stops the store's threads and releases its directory without the clean shutdown: the
+    /// consume queues are not flushed, no checkpoint is written and the abort marker stays, so
+    /// the next open recovers as after a crash. This is what a killed process leaves behind
+    /// (the bytes it wrote are in the page cache either way), for crash tests that run in one
+    /// process: a store merely leaked keeps its threads writing into the directory.
+    #[doc(hidden)]
+    pub fn abandon(self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.inner.shutdown.store(true, Ordering::Release);
+            self.inner.commitlog.fence();
+            self.stop_threads();
+        }
+    }
+
+    /// Stops and joins every store thread.
+    fn stop_threads(&self) {
+        let inner = &self.inner;
+        *inner.stop_cv.0.lock() = true;
+        inner.stop_cv.1.notify_all();
+        inner.commitlog.stop_threads();
+        inner.commitlog.wake_waiters();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
     }
 }
 

@@ -377,7 +377,7 @@ fn sync_batches_across_segment_rolls_are_written_whole_and_survive_a_crash() {
     assert!(store.wait_dispatched(Duration::from_secs(10)));
     assert_clean(&store);
     crash(store);
-    let store = open_retrying(synced(dir.path())).expect("reopen after a crash");
+    let store = MessageStore::open(synced(dir.path())).expect("reopen after a crash");
     assert!(store.recovery_report().abnormal);
     for off in &acked {
         assert!(
@@ -492,9 +492,10 @@ fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join("commitlog").join(format!("{base:020}"))
 }
 
-/// Simulates a crash: the store's files stay as they are, and the abort marker stays.
+/// Simulates a crash: the store's threads stop and its files stay as they are (no checkpoint
+/// written at the end, the abort marker stays).
 fn crash(store: MessageStore) {
-    std::mem::forget(store);
+    store.abandon();
 }
 
 /// Writes `n` messages, then one more, and leaves the directory as a crash during that last
@@ -589,8 +590,7 @@ fn flipped_body_byte_in_the_middle_is_reported_never_skipped() {
     drop(f);
     // Default policy: refuse to open, name the offset, change nothing.
     let before = fs::read(&path).expect("read");
-    // The crashed store's lock was released when its file handle... was forgotten: remove it.
-    let err = open_retrying(config(dir.path())).expect_err("corruption must be reported");
+    let err = MessageStore::open(config(dir.path())).expect_err("corruption must be reported");
     match &err {
         StoreError::Corrupt { offset, reason, .. } => {
             assert_eq!(*offset, victim, "{err}");
@@ -607,7 +607,7 @@ fn flipped_body_byte_in_the_middle_is_reported_never_skipped() {
     // Quarantine policy: opens, keeps everything before the damage, moves the rest aside.
     let mut c = config(dir.path());
     c.on_corruption = CorruptionPolicy::Quarantine;
-    let store = open_retrying(c).expect("open with quarantine");
+    let store = MessageStore::open(c).expect("open with quarantine");
     let damage = store
         .recovery_report()
         .damage
@@ -626,36 +626,6 @@ fn flipped_body_byte_in_the_middle_is_reported_never_skipped() {
         assert_eq!(m.body.as_ref(), body_of(i).as_slice());
     }
     assert_clean(&store);
-}
-
-/// `std::mem::forget` keeps the crashed store's lock; a real crash releases it with the process.
-/// Tests that simulate a crash in-process therefore use a fresh directory handle: flock is per
-/// open file description, so we wait for nothing and simply retry on a copy when locked.
-fn open_retrying(c: StoreConfig) -> Result<MessageStore, StoreError> {
-    match MessageStore::open(c.clone()) {
-        Err(StoreError::Locked { .. }) => {
-            let copy = c.data_dir.with_extension("copy");
-            let _ = fs::remove_dir_all(&copy);
-            copy_dir(&c.data_dir, &copy);
-            fs::remove_dir_all(&c.data_dir).expect("remove locked dir");
-            fs::rename(&copy, &c.data_dir).expect("rename copy");
-            MessageStore::open(c)
-        }
-        other => other,
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).expect("copy");
-        }
-    }
 }
 
 #[test]
