@@ -510,12 +510,9 @@ impl ScheduleService {
         {
             return Ok(());
         }
-        let txn = sysflag::message::transaction_type(msg.sys_flag);
         let mut props = decode_properties(p);
         props.remove(SOURCE_PROPERTY);
-        if txn == sysflag::message::TRANSACTION_NOT_TYPE
-            || txn == sysflag::message::TRANSACTION_COMMIT
-        {
+        if sysflag::message::is_consumable(msg.sys_flag) {
             let level = props
                 .get(property::DELAY_TIME_LEVEL)
                 .and_then(|l| l.trim().parse::<i32>().ok())

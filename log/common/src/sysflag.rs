@@ -33,8 +33,21 @@ pub const COMPRESSION_ZLIB: i32 = 0x3 << 8;
 pub const COMPRESSION_TYPE_MASK: i32 = 0x7 << 8;
 
 /// The transaction type bits of `flag`.
+#[inline]
 pub fn transaction_type(flag: i32) -> i32 {
     flag & TRANSACTION_TYPE_MASK
+}
+
+/// Whether a message with this flag is one consumers see: not transactional, or a commit.
+/// Only those take a queue offset and a consume-queue unit (a half message and a rollback
+/// stay in the commit log only, as in RocketMQ's `CommitLog` and `ConsumeQueue` dispatch), and
+/// only those are held back by a delay.
+#[inline]
+pub fn is_consumable(flag: i32) -> bool {
+    matches!(
+        transaction_type(flag),
+        TRANSACTION_NOT_TYPE | TRANSACTION_COMMIT
+    )
 }
 
 /// `flag` with its transaction type replaced by `kind`.
@@ -52,5 +65,18 @@ mod tests {
         let committed = with_transaction_type(flag, TRANSACTION_COMMIT);
         assert_eq!(transaction_type(committed), TRANSACTION_COMMIT);
         assert_eq!(committed & MULTI_TAGS, MULTI_TAGS);
+    }
+
+    #[test]
+    fn only_plain_and_committed_messages_are_consumable() {
+        let kinds = [
+            (TRANSACTION_NOT_TYPE, true),
+            (TRANSACTION_PREPARED, false),
+            (TRANSACTION_COMMIT, true),
+            (TRANSACTION_ROLLBACK, false),
+        ];
+        for (kind, consumable) in kinds {
+            assert_eq!(is_consumable(MULTI_TAGS | kind), consumable, "{kind:#x}");
+        }
     }
 }

@@ -303,10 +303,7 @@ impl CommitLog {
             debug_assert!(run.as_ref().is_none_or(|r| Arc::ptr_eq(&r.file, &file)));
             let pos = file.wrote() + run.as_ref().map_or(0, |r| r.len);
             let phy = file.base() + pos as u64;
-            let txn = sysflag::transaction_type(rec.sys_flag);
-            let counts =
-                txn != sysflag::TRANSACTION_PREPARED && txn != sysflag::TRANSACTION_ROLLBACK;
-            let queue_offset = if counts {
+            let queue_offset = if sysflag::is_consumable(rec.sys_flag) {
                 let offsets = &mut st.queue_offsets;
                 if !offsets.contains_key(*topic) {
                     offsets.insert((*topic).into(), HashMap::new());

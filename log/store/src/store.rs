@@ -512,8 +512,7 @@ impl MessageStore {
             report.records += 1;
             report.bytes += m.total_size as u64;
             at = off + m.total_size as u64;
-            let txn = sysflag::transaction_type(m.sys_flag);
-            if txn != sysflag::TRANSACTION_PREPARED && txn != sysflag::TRANSACTION_ROLLBACK {
+            if sysflag::is_consumable(m.sys_flag) {
                 match self.unit(&m.topic, m.queue_id, m.queue_offset) {
                     Some(u) if u.phy_offset as u64 == off && u.size == m.total_size => {}
                     Some(u) => problem(
@@ -933,8 +932,7 @@ impl Inner {
         phy: u64,
         touched: &mut Vec<(String, i32, i64)>,
     ) -> Result<()> {
-        let txn = sysflag::transaction_type(info.sys_flag);
-        if txn != sysflag::TRANSACTION_PREPARED && txn != sysflag::TRANSACTION_ROLLBACK {
+        if sysflag::is_consumable(info.sys_flag) {
             let tags_code = record::property(info.properties, property::TAGS)
                 .map_or(0, |t| record::java_string_hash(t) as i64);
             let q = self.queue_or_create(info.topic, info.queue_id)?;
