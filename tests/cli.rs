@@ -20,11 +20,16 @@ fn start() -> (tempfile::TempDir, TestServer) {
     start_with("")
 }
 
-/// [`start`] with `config` as the server's configuration file.
+/// Store settings of every test server: small commit-log segments, so that a restart after
+/// a kill recovers quickly (a debug build takes seconds over a 1 GiB segment).
+const STORE_CONFIG: &str = "[store]\ncommitlog_segment_bytes = 8388608\n";
+
+/// [`start`] with `config` (after [`STORE_CONFIG`]) as the server's configuration file,
+/// `tributary.toml` in the returned folder.
 fn start_with(config: &str) -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tributary.toml");
-    std::fs::write(&path, config).expect("write config");
+    std::fs::write(&path, format!("{STORE_CONFIG}{config}")).expect("write config");
     let server = TestServer::start(
         dir.path(),
         &["--config", path.to_str().expect("utf-8 path")],
@@ -526,34 +531,67 @@ fn ordered_lines_go_to_their_keys_queue_and_are_consumed_in_order() {
         let queue = (java_hash(key) % 4).abs();
         assert_eq!(m["queue_id"].as_i64(), Some(i64::from(queue)), "{key}: {m}");
     }
-    // Two members of one group share the queues; each key comes out in line order.
+    // Two members of one group share the queues (a queue moves from one to the other as the
+    // second joins): each prints each key's messages in line order, and between them every
+    // message once. They run until everything is printed, then are interrupted.
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
             .args(["consume", "--topic", "fifo", "--group", "fifo-readers"])
-            .args(["--from", "first", "--idle-timeout", "3", "--json"])
+            .args(["--from", "first", "--json"])
             .args(["--namesrv", &server.namesrv])
             .env_remove("NAMESRV_ADDR")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
-            .expect("spawn consume")
+            .expect("spawn consume");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let reader = {
+            let printed = printed.clone();
+            std::thread::spawn(move || {
+                for line in stdout.lines() {
+                    let m: Value = serde_json::from_str(&line.expect("read")).expect("JSON");
+                    let body = str_field(&m, "body").to_owned();
+                    printed.lock().expect("lock").push(body);
+                }
+            })
+        };
+        (child, printed, reader)
     };
     let members = [spawn(), spawn()];
-    let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for member in members {
-        let out = member.wait_with_output().expect("consume");
-        let args = ["consume", "fifo"];
-        for m in json_lines(&ok(&args, out)) {
-            let body = str_field(&m, "body");
+    wait_for("the members to print every message", || {
+        let count: usize = members
+            .iter()
+            .map(|(_, printed, _)| printed.lock().expect("lock").len())
+            .sum();
+        (count >= 60).then_some(())
+    });
+    let mut all: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (mut child, printed, reader) in members {
+        let interrupted = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(interrupted.success());
+        assert!(child.wait().expect("wait for consume").success());
+        reader.join().expect("reader");
+        let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for body in printed.lock().expect("lock").iter() {
             let (key, seq) = body.split_once(':').expect("key:seq");
             by_key
                 .entry(key.to_owned())
                 .or_default()
                 .push(seq.parse().expect("seq"));
         }
+        for (key, seqs) in by_key {
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key}: {seqs:?}");
+            all.entry(key).or_default().extend(seqs);
+        }
     }
     for key in keys {
-        assert_eq!(by_key[key], (0..10).collect::<Vec<_>>(), "{key}");
+        let mut seqs = all[key].clone();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "{key}: each once");
     }
     // A line without a key cannot be placed.
     let args = ["produce", "--topic", "fifo", "--ordered", "--key-from-line"];
@@ -562,8 +600,9 @@ fn ordered_lines_go_to_their_keys_queue_and_are_consumed_in_order() {
         run_with(&server, &args, b"order-1\tfine\nno key here\n"),
     );
     assert_contains(&err, &["line 2 has no key"]);
+    // Refused before reading stdin: run with none, so no write meets a closed pipe.
     let args = ["produce", "--topic", "fifo", "--ordered"];
-    let err = fails(&args, run_with(&server, &args, b"x\n"));
+    let err = fails(&args, run(&server, &args));
     assert_contains(&err, &["--ordered", "--key"]);
 }
 
@@ -962,7 +1001,8 @@ fn group_reset_replays_from_a_time_and_survives_a_restart() {
     // The reset is on disk at once: a broker killed right after it still has it.
     let server = {
         assert!(!server.kill().success());
-        let server = TestServer::start(dir.path(), &[]);
+        let config = dir.path().join("tributary.toml");
+        let server = TestServer::start(dir.path(), &["--config", config.to_str().expect("utf-8")]);
         wait_for("the broker to register again", || {
             topics(&server).iter().any(|t| t == "replay").then_some(())
         });

@@ -28,6 +28,10 @@ pub(crate) struct OffsetStore {
     group: String,
     backend: Backend,
     table: Mutex<HashMap<MessageQueue, i64>>,
+    /// Held by every commit (or file write) from reading the table to the backend's answer,
+    /// so that commits land in the order they read the table: a periodic commit that read an
+    /// older offset cannot overwrite the final commit of a queue handed to another consumer.
+    persisting: tokio::sync::Mutex<()>,
 }
 
 impl OffsetStore {
@@ -36,6 +40,7 @@ impl OffsetStore {
             group: group.to_owned(),
             backend: Backend::Remote { instance },
             table: Mutex::default(),
+            persisting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -54,6 +59,7 @@ impl OffsetStore {
             group: group.to_owned(),
             backend: Backend::Local { path },
             table: Mutex::new(table),
+            persisting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -123,22 +129,25 @@ impl OffsetStore {
 
     /// Commits the offset of one queue.
     pub(crate) async fn persist(&self, mq: &MessageQueue) -> Result<()> {
-        match &self.backend {
-            Backend::Local { .. } => self.persist_all(&[]).await,
-            Backend::Remote { instance } => match self.read_memory(mq) {
-                Some(offset) => {
-                    instance
-                        .update_consumer_offset(mq, &self.group, offset)
-                        .await
-                }
-                None => Ok(()),
-            },
+        let instance = match &self.backend {
+            Backend::Local { .. } => return self.persist_all(&[]).await,
+            Backend::Remote { instance } => instance,
+        };
+        let _persisting = self.persisting.lock().await;
+        match self.read_memory(mq) {
+            Some(offset) => {
+                instance
+                    .update_consumer_offset(mq, &self.group, offset)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
     /// Commits the offsets of `assigned` (remote; offsets of other queues are dropped from
     /// memory), or writes the whole table to the file (local).
     pub(crate) async fn persist_all(&self, assigned: &[MessageQueue]) -> Result<()> {
+        let _persisting = self.persisting.lock().await;
         match &self.backend {
             Backend::Local { path } => {
                 let snapshot = self.table.lock().clone();
@@ -343,6 +352,7 @@ mod tests {
                 path: PathBuf::from("unused"),
             },
             table: Mutex::default(),
+            persisting: tokio::sync::Mutex::new(()),
         };
         store.update(&mq("T", 0), 3, true);
         store.update(&mq("T", 0), 2, true);

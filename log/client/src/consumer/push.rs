@@ -430,7 +430,6 @@ impl PushInner {
             .map(|(mq, pq)| (mq.clone(), pq.clone()))
             .collect();
         for (mq, pq) in leaving {
-            pq.set_dropped();
             if self.release_queue(&mq, &pq).await {
                 self.table.lock().remove(&mq);
                 tracing::debug!(group = %self.config.group, topic = %mq.topic, broker = %mq.broker_name, queue_id = mq.queue_id, "queue released");
@@ -466,14 +465,19 @@ impl PushInner {
         }
     }
 
-    /// Commits and forgets a queue we give up; for an orderly consumer, first waits for a
-    /// listener call in progress, then releases the broker lock. `false`: try next round.
+    /// Drops, commits and forgets a queue we give up. An orderly consumer first waits for a
+    /// listener call in progress and lets it move the offset (the queue is still ours: we hold
+    /// its broker lock), then drops the queue, commits, and releases the lock, so the next
+    /// owner starts right after the last message consumed here (Java drops the queue first,
+    /// so the message of the call in progress is consumed again by the next owner). `false`:
+    /// the call did not end in time; the queue stays ours until the next round.
     async fn release_queue(&self, mq: &MessageQueue, pq: &ProcessQueue) -> bool {
         if self.orderly_clustering() {
             let Ok(_consuming) = tokio::time::timeout(UNLOCK_WAIT, pq.consume_lock.lock()).await
             else {
                 return false;
             };
+            pq.set_dropped();
             self.persist_one(mq).await;
             self.offsets.remove(mq);
             pq.set_locked(false);
@@ -486,6 +490,7 @@ impl PushInner {
             }
             return true;
         }
+        pq.set_dropped();
         self.persist_one(mq).await;
         self.offsets.remove(mq);
         true
@@ -575,7 +580,15 @@ impl PushInner {
         }
     }
 
+    /// Renews the locks of the queues held. Under the rebalance lock: a renewal that read the
+    /// queues before a rebalance released one would lock it again on the broker after the
+    /// release, keeping it from its next owner until the lock expires.
     async fn lock_all(&self) {
+        let _rebalance = tokio::select! {
+            g = self.rebalance_lock.lock() => g,
+            // Shutdown holds the rebalance lock while it waits for this task.
+            () = self.cancel.cancelled() => return,
+        };
         for ((broker, topic), mqs) in self.assigned_by_broker() {
             match self
                 .instance
@@ -665,7 +678,10 @@ impl PushInner {
                 expression: Some(sub.expression.clone()),
                 expression_type: sub.expression_type.name().to_owned(),
                 sub_version: sub.version,
-                commit_offset: if self.clustering() {
+                // Not for orderly consumers: a pull is answered whenever messages come (long
+                // polling), so the offset it carries could land on the broker after the final
+                // commit of a queue this consumer gave up, and send the next owner back.
+                commit_offset: if self.clustering() && !self.listener.is_orderly() {
                     self.offsets.read_memory(&mq).filter(|o| *o > 0)
                 } else {
                     None
@@ -863,6 +879,10 @@ impl PushInner {
                 g = pq.consume_lock.lock() => g,
                 () = self.cancel.cancelled() => { pq.release_consuming(); return; }
             };
+            if pq.is_dropped() {
+                pq.release_consuming();
+                return;
+            }
             if self.clustering() && (!pq.is_locked() || pq.lock_expired(self.config.lock_max_live))
             {
                 drop(guard);
@@ -870,15 +890,21 @@ impl PushInner {
                     pq.release_consuming();
                     return;
                 }
-                if !self.lock_one(&mq).await && !self.pause(self.config.pull_delay_on_error).await {
+                // Locked under the consume lock, after another look at `dropped`: a release
+                // holds the consume lock while it drops the queue and unlocks it on the broker,
+                // so a lock taken here cannot come after the release and keep the queue from
+                // its next owner until the lock expires.
+                let guard = tokio::select! {
+                    g = pq.consume_lock.lock() => g,
+                    () = self.cancel.cancelled() => { pq.release_consuming(); return; }
+                };
+                let locked = !pq.is_dropped() && self.lock_one(&mq).await;
+                drop(guard);
+                if !locked && !self.pause(self.config.pull_delay_on_error).await {
                     pq.release_consuming();
                     return;
                 }
                 continue;
-            }
-            if pq.is_dropped() {
-                pq.release_consuming();
-                return;
             }
             let taken = pq.take(self.config.consume_batch_max_size);
             if taken.is_empty() {
