@@ -185,7 +185,7 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(dir.path(), "delay_levels = \"2s 4s 6s\"");
+    let config = config_file(dir.path(), "delay_levels = \"3s 5s 7s\"");
     let data = dir.path().join("data");
     let server = start(&data, &config);
     let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
@@ -193,49 +193,27 @@ async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
     let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("due-pg"))
         .await
         .expect("producer");
-    // Sent out of due order; each due at least 2 s after its send, and `t-last` after the
-    // restart unless the restart is slow.
+    // Sent out of due order; each due at least 3 s after its send (nothing may be delivered
+    // before the kill), and `t-last` after the restart unless the restart is slow.
+    let level_ms = [3000, 5000, 7000];
     let t0 = now_ms();
     let sends = [
-        (
-            "level-3",
-            Message::new("Due", "level-3").with_delay_level(3),
-        ),
-        (
-            "t-5000",
-            Message::new("Due", "t-5000").with_deliver_time_ms(t0 + 5000),
-        ),
-        (
-            "level-2",
-            Message::new("Due", "level-2").with_delay_level(2),
-        ),
-        (
-            "t-3000a",
-            Message::new("Due", "t-3000a").with_deliver_time_ms(t0 + 3000),
-        ),
-        (
-            "t-in-2500",
-            Message::new("Due", "t-in-2500").with_delay(Duration::from_millis(2500)),
-        ),
-        (
-            "level-1",
-            Message::new("Due", "level-1").with_delay_level(1),
-        ),
-        (
-            "t-3000b",
-            Message::new("Due", "t-3000b").with_deliver_time_ms(t0 + 3000),
-        ),
-        (
-            "t-last",
-            Message::new("Due", "t-last").with_deliver_time_ms(t0 + 12_000),
-        ),
+        Message::new("Due", "level-3").with_delay_level(3),
+        Message::new("Due", "t-6000").with_deliver_time_ms(t0 + 6000),
+        Message::new("Due", "level-2").with_delay_level(2),
+        Message::new("Due", "t-4000a").with_deliver_time_ms(t0 + 4000),
+        Message::new("Due", "t-in-3500").with_delay(Duration::from_millis(3500)),
+        Message::new("Due", "level-1").with_delay_level(1),
+        Message::new("Due", "t-4000b").with_deliver_time_ms(t0 + 4000),
+        Message::new("Due", "t-last").with_deliver_time_ms(t0 + 13_000),
     ];
     // The due time of each level message: its schedule entry's store time plus its delay.
     let mut level_due: BTreeMap<String, i64> = BTreeMap::new();
-    for (body, message) in sends {
+    for message in sends {
+        let body = String::from_utf8_lossy(&message.body).into_owned();
         let level = message
             .property("DELAY")
-            .map(|l| l.parse::<i64>().expect("level"));
+            .map(|l| l.parse::<usize>().expect("level"));
         let sent = producer.send(message).await.expect("send");
         if let Some(level) = level {
             let entry = admin
@@ -243,7 +221,7 @@ async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
                 .await
                 .expect("entry");
             assert_eq!(entry.topic, "SCHEDULE_TOPIC_XXXX");
-            level_due.insert(body.into(), entry.store_timestamp + level * 2000);
+            level_due.insert(body, entry.store_timestamp + level_ms[level - 1]);
         }
     }
     assert_eq!(stored_count(&admin, "Due").await, 0, "delivered too soon");
@@ -305,10 +283,10 @@ async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
             "level-1",
             "level-2",
             "level-3",
-            "t-3000a",
-            "t-3000b",
-            "t-5000",
-            "t-in-2500",
+            "t-4000a",
+            "t-4000b",
+            "t-6000",
+            "t-in-3500",
             "t-last"
         ]
     );
@@ -328,6 +306,13 @@ async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
     let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("due-pg"))
         .await
         .expect("producer");
+    wait_until("the broker registers the topic again", async || {
+        admin
+            .topic_route("Due")
+            .await
+            .is_ok_and(|r| !r.queue_datas.is_empty())
+    })
+    .await;
     producer
         .send(Message::new("Due", "marker").with_delay(Duration::from_millis(300)))
         .await
