@@ -15,8 +15,8 @@ use tributary_protocol::body::TopicRouteData;
 use tributary_protocol::perm;
 
 use crate::cli::{
-    ClientArgs, GroupCommand, GroupDescribeArgs, PermArg, TopicCommand, TopicCreateArgs,
-    TopicNameArgs,
+    BrokerTargetArgs, ClientArgs, GroupCommand, GroupDescribeArgs, PermArg, TopicCommand,
+    TopicCreateArgs, TopicNameArgs,
 };
 use crate::output::{Table, client_config, format_time_ms, perm_name, print_json, topic_error};
 
@@ -101,6 +101,15 @@ struct CreatedTopic<'a> {
     brokers: Vec<String>,
 }
 
+/// The brokers `--cluster` / `--broker` name (`--broker` wins; clap refuses both).
+pub(crate) fn broker_target(args: &BrokerTargetArgs) -> TopicTarget {
+    match (&args.cluster, &args.broker) {
+        (_, Some(broker)) => TopicTarget::Broker(broker.clone()),
+        (Some(cluster), None) => TopicTarget::Cluster(cluster.clone()),
+        (None, None) => TopicTarget::AllBrokers,
+    }
+}
+
 fn perm_bits(perm: PermArg) -> i32 {
     match perm {
         PermArg::Rw => perm::READ | perm::WRITE,
@@ -117,11 +126,7 @@ async fn create(admin: &Admin, args: &TopicCreateArgs) -> Result<()> {
         perm: perm_bits(args.perm),
         order: args.order,
     };
-    let target = match (&args.cluster, &args.broker) {
-        (_, Some(broker)) => TopicTarget::Broker(broker.clone()),
-        (Some(cluster), None) => TopicTarget::Cluster(cluster.clone()),
-        (None, None) => TopicTarget::AllBrokers,
-    };
+    let target = broker_target(&args.target);
     if target == TopicTarget::AllBrokers {
         let clusters = admin
             .cluster_info()

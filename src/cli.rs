@@ -344,6 +344,18 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// The brokers a command acts on: every master broker the NameServers know (neither option),
+/// the masters of one cluster, or one broker.
+#[derive(Debug, Args)]
+pub struct BrokerTargetArgs {
+    /// Only the master brokers of this cluster.
+    #[arg(long, conflicts_with = "broker")]
+    pub cluster: Option<String>,
+    /// Only this broker (`host:port`).
+    #[arg(long)]
+    pub broker: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
     /// Create a topic (or update its queues and permissions) on every master broker of the
@@ -390,12 +402,8 @@ pub struct TopicCreateArgs {
     /// Mark the topic as ordered.
     #[arg(long)]
     pub order: bool,
-    /// Create on every master broker of this cluster only.
-    #[arg(long, conflicts_with = "broker")]
-    pub cluster: Option<String>,
-    /// Create on this broker only (`host:port`).
-    #[arg(long)]
-    pub broker: Option<String>,
+    #[command(flatten)]
+    pub target: BrokerTargetArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -715,12 +723,8 @@ pub struct GroupConfigArgs {
     /// that do not send their own maximum.
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=10000))]
     pub retry_max_times: Option<i32>,
-    /// Only the master brokers of this cluster.
-    #[arg(long, conflicts_with = "broker")]
-    pub cluster: Option<String>,
-    /// Only this broker (`host:port`).
-    #[arg(long)]
-    pub broker: Option<String>,
+    #[command(flatten)]
+    pub target: BrokerTargetArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }

@@ -20,7 +20,7 @@ use tributary_client::{
 };
 use tributary_protocol::message::property;
 
-use crate::admin_cmd::with_admin;
+use crate::admin_cmd::{broker_target, with_admin};
 use crate::cli::{DlqCommand, DlqListArgs, DlqResendArgs, GroupConfigArgs};
 use crate::output::{Table, format_time_ms, print_json, printable};
 
@@ -397,11 +397,7 @@ struct GroupConfigRow {
 
 /// `tributary group config G [--retry-max-times N]`.
 pub async fn group_config(admin: &Admin, args: &GroupConfigArgs) -> Result<()> {
-    let target = match (&args.cluster, &args.broker) {
-        (_, Some(broker)) => TopicTarget::Broker(broker.clone()),
-        (Some(cluster), None) => TopicTarget::Cluster(cluster.clone()),
-        (None, None) => TopicTarget::AllBrokers,
-    };
+    let target = broker_target(&args.target);
     if let Some(n) = args.retry_max_times {
         for (addr, mut config) in admin
             .group_configs(&args.group, &target)
