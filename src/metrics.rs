@@ -99,10 +99,8 @@ impl Collector for StoreCollector {
             ),
         ];
         for (name, help, v) in counters {
-            let c = ConstCounter::new(v.load(Ordering::Relaxed));
             let full = format!("tributary_store_{name}");
-            let m = enc.encode_descriptor(&full, help, None, c.metric_type())?;
-            c.encode(m)?;
+            counter(&mut enc, &full, help, v.load(Ordering::Relaxed))?;
         }
         let gauges = [
             (
@@ -137,10 +135,7 @@ impl Collector for StoreCollector {
             ),
         ];
         for (name, help, v) in gauges {
-            let g = ConstGauge::new(v);
-            let full = format!("tributary_store_{name}");
-            let m = enc.encode_descriptor(&full, help, None, g.metric_type())?;
-            g.encode(m)?;
+            gauge(&mut enc, &format!("tributary_store_{name}"), help, v)?;
         }
         Ok(())
     }
