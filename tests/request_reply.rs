@@ -11,12 +11,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::java::{call, java_producer, java_request, props, read_frame, v2_header, write_frame};
 use common::{TestServer, create_topic_routed, stored, wait_until};
 use parking_lot::Mutex;
 use tributary_client::consumer::Listener;
@@ -381,71 +381,6 @@ fn restart(data: &Path, namesrv: &str, broker: &str) -> TestServer {
     TestServer::start_on(data, namesrv, broker, &[])
 }
 
-// ---- the wire, as a Java client writes it ------------------------------------------------
-
-/// One remoting frame with a JSON header, as Java's `RemotingCommand.encode` writes it:
-/// length, serialization type (0 = JSON) and header length, header, body.
-fn write_frame(stream: &mut TcpStream, header: &serde_json::Value, body: &[u8]) {
-    let header = serde_json::to_vec(header).expect("json");
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&((4 + header.len() + body.len()) as u32).to_be_bytes());
-    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&header);
-    frame.extend_from_slice(body);
-    stream.write_all(&frame).expect("write frame");
-}
-
-fn read_frame(stream: &mut TcpStream) -> (serde_json::Value, Vec<u8>) {
-    let mut len = [0; 4];
-    stream.read_exact(&mut len).expect("frame length");
-    let mut frame = vec![0; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut frame).expect("frame");
-    let mark = u32::from_be_bytes(frame[..4].try_into().expect("4 bytes"));
-    assert_eq!(mark >> 24, 0, "the broker answers a JSON client in JSON");
-    let header_len = (mark & 0x00FF_FFFF) as usize;
-    let header = serde_json::from_slice(&frame[4..4 + header_len]).expect("json header");
-    (header, frame[4 + header_len..].to_vec())
-}
-
-fn java_request(code: i32, opaque: i32, ext: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "code": code, "language": "JAVA", "version": 453, "opaque": opaque, "flag": 0,
-        "extFields": ext, "serializeTypeCurrentRPC": "JSON",
-    })
-}
-
-/// Sends a request and reads frames until its response (answering nothing else).
-fn call(
-    stream: &mut TcpStream,
-    code: i32,
-    opaque: i32,
-    ext: serde_json::Value,
-    body: &[u8],
-) -> serde_json::Value {
-    write_frame(stream, &java_request(code, opaque, ext), body);
-    loop {
-        let (h, _) = read_frame(stream);
-        if h["opaque"] == opaque && h["flag"].as_i64().unwrap_or(0) & 1 == 1 {
-            return h;
-        }
-    }
-}
-
-fn props(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}\u{1}{v}\u{2}"))
-        .collect()
-}
-
-/// SEND_MESSAGE_V2 / SEND_REPLY_MESSAGE_V2 fields (`SendMessageRequestHeaderV2`).
-fn v2_header(group: &str, topic: &str, properties: &str) -> serde_json::Value {
-    serde_json::json!({
-        "a": group, "b": topic, "c": "TBW102", "d": "4", "e": "-1", "f": "0",
-        "g": "1700000000000", "h": "0", "i": properties, "j": "0", "k": "false", "m": "false",
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn java_wire_frames_request_and_reply() {
     let (_dir, server, admin) = start_server(&["Svc", "Back"]).await;
@@ -455,7 +390,7 @@ async fn java_wire_frames_request_and_reply() {
     let broker = server.broker.clone();
     let requester_id = "10.1.2.3@java-requester";
     let pushed = tokio::task::spawn_blocking(move || {
-        let mut s = java_producer(&broker, requester_id);
+        let mut s = java_producer(&broker, requester_id, "java-requesters");
         let request_props = props(&[
             ("CORRELATION_ID", "5e7a7c8e-0000-4000-8000-000000000001"),
             ("REPLY_TO_CLIENT", requester_id),
@@ -641,24 +576,6 @@ async fn java_wire_frames_request_and_reply() {
     server.terminate();
 }
 
-/// A raw Java-style producer connection that has heartbeated as `client_id`.
-fn java_producer(broker: &str, client_id: &str) -> TcpStream {
-    let mut s = TcpStream::connect(broker).expect("connect broker");
-    let heartbeat = serde_json::json!({
-        "clientID": client_id, "consumerDataSet": [],
-        "producerDataSet": [{"groupName": "java-requesters"}],
-    });
-    let r = call(
-        &mut s,
-        34,
-        1,
-        serde_json::json!({}),
-        heartbeat.to_string().as_bytes(),
-    );
-    assert_eq!(r["code"], 0, "{r}");
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_push_and_replies_not_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -674,7 +591,7 @@ async fn a_refused_push_and_replies_not_stored() {
     // A requester that refuses the push: the replier gets SYSTEM_ERROR, as from Java.
     let broker = server.broker.clone();
     let refusing = tokio::task::spawn_blocking(move || {
-        let mut s = java_producer(&broker, "10.1.2.3@refuses");
+        let mut s = java_producer(&broker, "10.1.2.3@refuses", "java-requesters");
         let reply_props = props(&[
             ("CORRELATION_ID", "c-1"),
             ("MSG_TYPE", "reply"),

@@ -2,7 +2,9 @@
 //! invisible until its commit, a rolled-back one never appears, an "unknown" local state is
 //! settled by the broker's CHECK_TRANSACTION_STATE, a transaction nobody answers is discarded
 //! after the last check, a pending transaction survives a SIGKILL of the broker and is
-//! committed once after the restart, and /metrics counts all of it.
+//! committed once after the restart, and /metrics counts all of it. One test speaks the wire
+//! with hand-written frames as Java's transactional producer does (one-way END_TRANSACTION,
+//! the broker's CHECK_TRANSACTION_STATE read field by field).
 //!
 //! Every wait polls observable state until a deadline; nothing asserts on time.
 
@@ -334,6 +336,151 @@ async fn a_new_producer_declaring_its_topics_settles_its_groups_transaction() {
     assert!(local.checks.load(Ordering::SeqCst) >= 1);
     assert_eq!(metric(&f.server, PENDING), Some(0.0));
     second.shutdown().await;
+    f.admin.shutdown().await;
+    f.server.terminate();
+}
+
+/// The offset in the commit log an offset message id names (its last 16 hex digits).
+fn commit_log_offset(offset_msg_id: &str) -> i64 {
+    let hex = &offset_msg_id[offset_msg_id.len() - 16..];
+    i64::from_str_radix(hex, 16).expect("hex offset")
+}
+
+/// A producer speaking the wire as Java's `TransactionMQProducer` does, frame by frame: half
+/// messages by SEND_MESSAGE_V2 with `TRAN_MSG`/`PGROUP` and the prepared flag, a heartbeat as
+/// a producer of the group, a one-way END_TRANSACTION to roll one back, and for the other the
+/// broker's CHECK_TRANSACTION_STATE (one-way, the half message in its body, Java's header
+/// fields) answered with a one-way END_TRANSACTION from the check. The broker rolls back and
+/// commits as asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_wire_frames_half_messages_check_and_one_way_ends() {
+    use common::java::{
+        call, java_oneway, java_producer, props, read_frame, v2_header, write_frame,
+    };
+
+    let f = Fixture::start(CHECK_OFTEN, "JTx").await;
+    let broker = f.server.broker.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut s = java_producer(&broker, "10.0.0.7@java-tx", "java-tx-pg");
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("read timeout");
+        let half = |s: &mut std::net::TcpStream, opaque: i32, body: &str, uniq: &str| {
+            let properties = props(&[
+                ("TRAN_MSG", "true"),
+                ("PGROUP", "java-tx-pg"),
+                ("UNIQ_KEY", uniq),
+                ("WAIT", "true"),
+            ]);
+            let mut header = v2_header("java-tx-pg", "JTx", &properties);
+            header["e"] = "0".into(); // queue 0
+            header["f"] = "4".into(); // TRANSACTION_PREPARED_TYPE
+            let r = call(s, 310, opaque, header, body.as_bytes());
+            assert_eq!(r["code"], 0, "{r}");
+            r["extFields"].clone()
+        };
+        // Rolled back by the producer at once, one-way, as Java's endTransaction does.
+        let rolled = half(
+            &mut s,
+            2,
+            "java-rollback",
+            "0A00000700002A9F0000000000000001",
+        );
+        let offset_id = rolled["msgId"].as_str().expect("msgId").to_owned();
+        write_frame(
+            &mut s,
+            &java_oneway(
+                37,
+                3,
+                serde_json::json!({
+                    "producerGroup": "java-tx-pg",
+                    "tranStateTableOffset": rolled["queueOffset"].as_str().expect("queueOffset"),
+                    "commitLogOffset": commit_log_offset(&offset_id).to_string(),
+                    "commitOrRollback": "12",
+                    "fromTransactionCheck": "false",
+                    "msgId": "0A00000700002A9F0000000000000001",
+                    "transactionId": "0A00000700002A9F0000000000000001",
+                }),
+            ),
+            b"",
+        );
+        // Left unknown: the broker checks it with this connection.
+        let pending = half(&mut s, 4, "java-commit", "0A00000700002A9F0000000000000002");
+        let (check, body) = loop {
+            let (h, body) = read_frame(&mut s);
+            if h["code"] == 39 {
+                break (h, body);
+            }
+        };
+        // The answer, from the check, as Java's processTransactionState sends it.
+        let ext = &check["extFields"];
+        write_frame(
+            &mut s,
+            &java_oneway(
+                37,
+                5,
+                serde_json::json!({
+                    "topic": ext["topic"],
+                    "producerGroup": "java-tx-pg",
+                    "tranStateTableOffset": ext["tranStateTableOffset"],
+                    "commitLogOffset": ext["commitLogOffset"],
+                    "commitOrRollback": "8",
+                    "fromTransactionCheck": "true",
+                    "msgId": ext["msgId"],
+                    "transactionId": ext["transactionId"],
+                }),
+            ),
+            b"",
+        );
+        (pending, check, body, s)
+    })
+    .await
+    .expect("java producer");
+    let (pending, check, body, _connection) = checked;
+
+    // CHECK_TRANSACTION_STATE as Java's broker sends it: one-way, the fields of
+    // CheckTransactionStateRequestHeader, and the half message with its real topic and queue.
+    assert_eq!(check["flag"].as_i64().map(|f| f & 2), Some(2), "{check}");
+    let ext = &check["extFields"];
+    assert_eq!(ext["topic"], HALF_TOPIC, "{check}");
+    assert_eq!(ext["msgId"], "0A00000700002A9F0000000000000002", "{check}");
+    assert_eq!(ext["transactionId"], ext["msgId"], "{check}");
+    // The check names the copy of the half message it appended to count the checks (as
+    // Java's putBackHalfMsgQueue): later in the log and in the half queue than the original.
+    let offset_id = ext["offsetMsgId"].as_str().expect("offsetMsgId");
+    assert_eq!(
+        ext["commitLogOffset"],
+        commit_log_offset(offset_id).to_string(),
+        "{check}"
+    );
+    let number = |v: &serde_json::Value| v.as_str().and_then(|t| t.parse::<i64>().ok());
+    let original = pending["msgId"].as_str().expect("msgId");
+    assert!(
+        commit_log_offset(offset_id) > commit_log_offset(original),
+        "{check}"
+    );
+    assert!(
+        number(&ext["tranStateTableOffset"]) > number(&pending["queueOffset"]),
+        "{check}"
+    );
+    let half = tributary_client::record::decode_messages(&body.into(), "broker-a")
+        .expect("the body is a message");
+    assert_eq!(half.len(), 1);
+    assert_eq!(half[0].topic, "JTx");
+    assert_eq!(half[0].queue_id, 0);
+    assert_eq!(&half[0].body[..], b"java-commit");
+    assert_eq!(half[0].property("TRAN_MSG"), Some("true"));
+    assert_eq!(half[0].property("PGROUP"), Some("java-tx-pg"));
+
+    wait_until("the checked transaction is committed", async || {
+        bodies(&f.admin, "JTx").await == ["java-commit"]
+    })
+    .await;
+    wait_until("both ends are counted", async || {
+        metric(&f.server, COMMITTED) == Some(1.0) && metric(&f.server, ROLLED_BACK) == Some(1.0)
+    })
+    .await;
+    assert_eq!(metric(&f.server, PENDING), Some(0.0));
+    assert_eq!(bodies(&f.admin, "JTx").await, ["java-commit"]);
     f.admin.shutdown().await;
     f.server.terminate();
 }

@@ -1,6 +1,8 @@
 //! Starting and stopping the real `tributary server` for end-to-end tests.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod java;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

@@ -575,7 +575,9 @@ fn check_request(
     );
     let uniq = props.get(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).cloned();
     let header = CheckTransactionStateRequestHeader {
-        topic: Some(real.topic.clone()),
+        // As Java's check listener: the topic of the half message as stored (the body carries
+        // the real topic and queue). Java 5 producers echo it in END_TRANSACTION.
+        topic: Some(HALF_TOPIC.to_owned()),
         tran_state_table_offset: stored.queue_offset,
         commit_log_offset: stored.physical_offset as i64,
         msg_id: uniq.clone(),
