@@ -13,34 +13,23 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, create_topic_routed, fast_client};
 use parking_lot::Mutex;
 use tokio::task::JoinSet;
-use tributary_client::admin::{TopicSpec, TopicTarget};
 use tributary_client::consumer::Listener;
 use tributary_client::instance::PullArgs;
 use tributary_client::{
-    Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumeOrderlyStatus,
-    ConsumerConfig, Message, MessageExt, MessageModel, MessageQueue, Producer, ProducerConfig,
-    PullConsumer, PullStatus, PushConsumer, SendStatus, Subscription,
+    Admin, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumeOrderlyStatus, ConsumerConfig, Message,
+    MessageExt, MessageModel, MessageQueue, Producer, ProducerConfig, PullConsumer, PullStatus,
+    PushConsumer, SendStatus, Subscription,
 };
 
 /// Deadline of every wait.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A client that refreshes routes, heartbeats and rebalances often, so tests wait less.
-fn client(namesrv: &str) -> ClientConfig {
-    let mut config = ClientConfig::new(namesrv);
-    config.poll_name_server_interval = Duration::from_millis(300);
-    config.heartbeat_broker_interval = Duration::from_millis(300);
-    config.rebalance_interval = Duration::from_millis(300);
-    config
-}
 
 fn consumer_config(group: &str) -> ConsumerConfig {
     let mut config = ConsumerConfig::new(group);
@@ -64,39 +53,6 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Polls an async `check` until it holds or the deadline passes.
-async fn wait_until_async<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn create_topic(admin: &Admin, server: &TestServer, topic: &str, queues: i32) {
-    admin
-        .create_topic(
-            &TopicSpec::new(topic, queues),
-            &TopicTarget::Broker(server.broker.clone()),
-        )
-        .await
-        .expect("create topic");
-    wait_until_async("the topic has a route", || async {
-        admin
-            .topic_route(topic)
-            .await
-            .is_ok_and(|r| !r.queue_datas.is_empty())
-    })
-    .await;
-}
-
 /// Starts a server on a fresh data directory, an admin client, and a topic on the broker.
 async fn start_with_topic(topic: &str, queues: i32) -> (tempfile::TempDir, TestServer, Admin) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -112,8 +68,10 @@ async fn start_with_topic(topic: &str, queues: i32) -> (tempfile::TempDir, TestS
     })
     .await
     .expect("start");
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
-    create_topic(&admin, &server, topic, queues).await;
+    let admin = Admin::start(fast_client(&server.namesrv))
+        .await
+        .expect("admin");
+    create_topic_routed(&admin, &server, topic, queues).await;
     (dir, server, admin)
 }
 
@@ -163,7 +121,7 @@ async fn sends_pulls_and_admin() {
             .contains(&"Orders".to_owned())
     );
 
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("pg"))
+    let producer = Producer::start(fast_client(&server.namesrv), ProducerConfig::new("pg"))
         .await
         .expect("producer");
     let mut sent = BTreeMap::new();
@@ -224,7 +182,7 @@ async fn sends_pulls_and_admin() {
     let expected_total = 20 + 100 + 10 + 10 + 1 + 5;
 
     // Read everything back with a pull consumer.
-    let puller = PullConsumer::start(client(&server.namesrv), "pull-group")
+    let puller = PullConsumer::start(fast_client(&server.namesrv), "pull-group")
         .await
         .expect("pull consumer");
     let queues = puller
@@ -304,7 +262,7 @@ async fn sends_pulls_and_admin() {
         .await
         .expect("view");
     assert_eq!(&viewed.body[..], b"sync-5");
-    wait_until_async("the pull group shows its progress", || async {
+    common::wait_until("the pull group shows its progress", || async {
         let Ok(progress) = admin.group_progress("pull-group").await else {
             return false;
         };
@@ -315,7 +273,7 @@ async fn sends_pulls_and_admin() {
     })
     .await;
     // The pull consumer's heartbeat makes it a live member of its group.
-    wait_until_async("the pull group has its member online", || async {
+    common::wait_until("the pull group has its member online", || async {
         admin
             .consumer_connections("pull-group")
             .await
@@ -340,13 +298,13 @@ async fn sends_pulls_and_admin() {
         .await
         .expect("send to a new topic");
     assert_eq!(auto.status, SendStatus::SendOk);
-    wait_until_async("the auto-created topic is routed", || async {
+    common::wait_until("the auto-created topic is routed", || async {
         admin.topic_route("AutoCreated").await.is_ok()
     })
     .await;
 
     admin.delete_topic("AutoCreated").await.expect("delete");
-    wait_until_async("the deleted topic is gone", || async {
+    common::wait_until("the deleted topic is gone", || async {
         admin.topic_route("AutoCreated").await.is_err()
     })
     .await;
@@ -410,7 +368,7 @@ async fn clustering_consumers_rebalance_as_members_join_and_leave() {
     let start_consumer = |name: &'static str| {
         let (seen, namesrv) = (seen.clone(), server.namesrv.clone());
         // No periodic rebalancing: only the broker's NOTIFY_CONSUMER_IDS_CHANGED moves queues.
-        let mut config = client(&namesrv);
+        let mut config = fast_client(&namesrv);
         config.rebalance_interval = Duration::from_secs(3600);
         async move {
             PushConsumer::start(
@@ -430,7 +388,7 @@ async fn clustering_consumers_rebalance_as_members_join_and_leave() {
     let mut handles = Vec::new();
     for p in 0..3 {
         let producer = Producer::start(
-            client(&server.namesrv),
+            fast_client(&server.namesrv),
             ProducerConfig::new(format!("rebalance-producer-{p}")),
         )
         .await
@@ -490,7 +448,7 @@ async fn clustering_consumers_rebalance_as_members_join_and_leave() {
     );
 
     // Offsets were committed: the group's lag drains to zero.
-    wait_until_async("the group's lag is zero", || async {
+    common::wait_until("the group's lag is zero", || async {
         admin
             .group_progress("rebalance-group")
             .await
@@ -532,7 +490,7 @@ async fn orderly_consumers_keep_per_key_order() {
                 async { ConsumeOrderlyStatus::Success }
             });
             PushConsumer::start(
-                client(&namesrv),
+                fast_client(&namesrv),
                 consumer_config("orderly-group"),
                 vec![Subscription::tag("Ordered", "*")],
                 listener,
@@ -542,9 +500,12 @@ async fn orderly_consumers_keep_per_key_order() {
         }
     };
     let a = start_consumer().await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("ordered-pg"))
-        .await
-        .expect("producer");
+    let producer = Producer::start(
+        fast_client(&server.namesrv),
+        ProducerConfig::new("ordered-pg"),
+    )
+    .await
+    .expect("producer");
     const KEYS: u32 = 16;
     const PER_KEY: u32 = 100;
     let mut b = None;
@@ -643,16 +604,19 @@ async fn orderly_consumers_retry_in_place() {
     config.consume_batch_max_size = 1;
     config.suspend_current_queue = Duration::from_millis(200);
     let consumer = PushConsumer::start(
-        client(&server.namesrv),
+        fast_client(&server.namesrv),
         config,
         vec![Subscription::tag("InPlace", "*")],
         listener,
     )
     .await
     .expect("orderly consumer");
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("in-place-pg"))
-        .await
-        .expect("producer");
+    let producer = Producer::start(
+        fast_client(&server.namesrv),
+        ProducerConfig::new("in-place-pg"),
+    )
+    .await
+    .expect("producer");
     // k0 and k1 go to different queues.
     let mut queues = BTreeSet::new();
     for seq in 0..8 {
@@ -713,7 +677,7 @@ async fn broadcasting_consumers_each_get_everything_and_resume_from_local_offset
         config.local_offset_dir = Some(offsets.path().join(name));
         async move {
             PushConsumer::start(
-                client(&namesrv),
+                fast_client(&namesrv),
                 config,
                 vec![Subscription::tag("Broadcast", "*")],
                 recording_listener(name, &seen),
@@ -725,7 +689,7 @@ async fn broadcasting_consumers_each_get_everything_and_resume_from_local_offset
     let (seen_one, seen_two) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
     let one = start("one", seen_one.clone()).await;
     let two = start("two", seen_two.clone()).await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("bc-pg"))
+    let producer = Producer::start(fast_client(&server.namesrv), ProducerConfig::new("bc-pg"))
         .await
         .expect("producer");
     let mut first: HashSet<String> = HashSet::new();
@@ -802,14 +766,14 @@ async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
 
     let seen = Arc::new(Seen::default());
     let consumer = PushConsumer::start(
-        client(&namesrv),
+        fast_client(&namesrv),
         consumer_config("restart-group"),
         vec![Subscription::tag("Rebalance", "*")],
         recording_listener("only", &seen),
     )
     .await
     .expect("consumer");
-    let producer = Producer::start(client(&namesrv), ProducerConfig::new("restart-pg"))
+    let producer = Producer::start(fast_client(&namesrv), ProducerConfig::new("restart-pg"))
         .await
         .expect("producer");
     let acked = Arc::new(Mutex::new(HashSet::new()));
@@ -865,16 +829,19 @@ async fn reconsume_later_delivers_again() {
     let mut config = consumer_config("retry-group");
     config.local_retry_delay = Duration::from_millis(100);
     let consumer = PushConsumer::start(
-        client(&server.namesrv),
+        fast_client(&server.namesrv),
         config,
         vec![Subscription::tag("Retry", "*")],
         listener,
     )
     .await
     .expect("consumer");
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("retry-pg"))
-        .await
-        .expect("producer");
+    let producer = Producer::start(
+        fast_client(&server.namesrv),
+        ProducerConfig::new("retry-pg"),
+    )
+    .await
+    .expect("producer");
     for i in 0..20 {
         producer
             .send(Message::new("Retry", format!("retry-{i}")))
@@ -899,7 +866,7 @@ async fn reconsume_later_delivers_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_are_filtered_by_hash_on_the_broker_and_exactly_in_the_client() {
     let (_dir, server, admin) = start_with_topic("Hashed", 1).await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("hash-pg"))
+    let producer = Producer::start(fast_client(&server.namesrv), ProducerConfig::new("hash-pg"))
         .await
         .expect("producer");
     for (tag, body) in [
@@ -913,7 +880,7 @@ async fn tags_are_filtered_by_hash_on_the_broker_and_exactly_in_the_client() {
             .await
             .expect("send");
     }
-    wait_until_async("the four are in the queue", || async {
+    common::wait_until("the four are in the queue", || async {
         admin
             .topic_status("Hashed")
             .await
@@ -953,7 +920,7 @@ async fn tags_are_filtered_by_hash_on_the_broker_and_exactly_in_the_client() {
 
     let seen = Arc::new(Seen::default());
     let consumer = PushConsumer::start(
-        client(&server.namesrv),
+        fast_client(&server.namesrv),
         consumer_config("hash-group"),
         vec![Subscription::tag("Hashed", "Aa")],
         recording_listener("only", &seen),
@@ -1015,14 +982,14 @@ async fn sql92_subscriptions_are_filtered_by_the_broker() {
 
     const FILTER: &str = "a > 30 AND b = 'x'";
     let (_dir, server, admin) = start_with_topic("Sql92", 2).await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("sql-pg"))
+    let producer = Producer::start(fast_client(&server.namesrv), ProducerConfig::new("sql-pg"))
         .await
         .expect("producer");
     let expected = send_sql_messages(&producer, "Sql92").await;
     assert!(expected.len() > 5, "the test keeps some messages");
 
     // What the broker answers: only matching messages ever leave it.
-    wait_until_async("the messages are dispatched to their queues", || async {
+    common::wait_until("the messages are dispatched to their queues", || async {
         admin
             .topic_status("Sql92")
             .await
@@ -1068,7 +1035,7 @@ async fn sql92_subscriptions_are_filtered_by_the_broker() {
     // A push consumer with the filter gets exactly those.
     let seen = Arc::new(Seen::default());
     let consumer = PushConsumer::start(
-        client(&server.namesrv),
+        fast_client(&server.namesrv),
         consumer_config("sql-group"),
         vec![Subscription::sql92("Sql92", FILTER)],
         recording_listener("sql", &seen),
@@ -1088,7 +1055,7 @@ async fn sql92_subscriptions_are_filtered_by_the_broker() {
 
     // A bad expression is refused when the consumer starts, with the parse error.
     let bad = PushConsumer::start(
-        client(&server.namesrv),
+        fast_client(&server.namesrv),
         consumer_config("sql-bad"),
         vec![Subscription::sql92("Sql92", "a > 'x'")],
         recording_listener("bad", &seen),
@@ -1186,9 +1153,12 @@ async fn reset_by_time_makes_an_online_consumer_consume_again() {
     use tributary_client::ResetTarget;
 
     let (_dir, server, admin) = start_with_topic("Replay", 2).await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("replay-pg"))
-        .await
-        .expect("producer");
+    let producer = Producer::start(
+        fast_client(&server.namesrv),
+        ProducerConfig::new("replay-pg"),
+    )
+    .await
+    .expect("producer");
     for i in 0..10 {
         producer
             .send(Message::new("Replay", format!("early-{i}")))
@@ -1210,7 +1180,7 @@ async fn reset_by_time_makes_an_online_consumer_consume_again() {
 
     let seen = Arc::new(Seen::default());
     let consumer = PushConsumer::start(
-        client(&server.namesrv),
+        fast_client(&server.namesrv),
         consumer_config("replay-group"),
         vec![Subscription::tag("Replay", "*")],
         recording_listener("replay", &seen),
@@ -1218,7 +1188,7 @@ async fn reset_by_time_makes_an_online_consumer_consume_again() {
     .await
     .expect("consumer");
     wait_until("everything was consumed once", || seen.distinct() == 20).await;
-    wait_until_async("the group committed past everything", || async {
+    common::wait_until("the group committed past everything", || async {
         admin
             .group_progress("replay-group")
             .await
@@ -1256,7 +1226,7 @@ async fn reset_by_time_makes_an_online_consumer_consume_again() {
         })
     })
     .await;
-    wait_until_async("the group committed past everything again", || async {
+    common::wait_until("the group committed past everything again", || async {
         admin
             .group_progress("replay-group")
             .await

@@ -13,37 +13,20 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, create_topic_routed, stored, wait_until};
+use common::{TestServer, config_file, create_topic_routed, fast_client, stored, wait_until};
 use parking_lot::Mutex;
 use tributary_client::consumer::Listener;
 use tributary_client::instance::PullArgs;
 use tributary_client::{
-    Admin, ClientConfig, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumerConfig, Message,
-    MessageExt, Producer, ProducerConfig, PushConsumer, Subscription,
+    Admin, ConsumeConcurrentlyStatus, ConsumeFrom, ConsumerConfig, Message, MessageExt, Producer,
+    ProducerConfig, PushConsumer, Subscription,
 };
-
-fn client(namesrv: &str) -> ClientConfig {
-    let mut config = ClientConfig::new(namesrv);
-    config.poll_name_server_interval = Duration::from_millis(300);
-    config.heartbeat_broker_interval = Duration::from_millis(300);
-    config.rebalance_interval = Duration::from_millis(300);
-    config
-}
-
-/// Writes a configuration file into `dir`, with small commit-log segments (a restart
-/// recovers a whole segment; 1 GiB ones take seconds in a debug build).
-fn config_file(dir: &Path, broker_section: &str) -> PathBuf {
-    let path = dir.join("tributary.toml");
-    let text = format!("[store]\ncommitlog_segment_bytes = 8388608\n[broker]\n{broker_section}\n");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
 
 /// Wall-clock time in ms, the clock of the broker's store timestamps (same machine).
 fn now_ms() -> i64 {
@@ -91,11 +74,16 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
     );
     let data = dir.path().join("data");
     let server = start(&data, &config);
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
-    create_topic_routed(&admin, &server, "Later", 4).await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("later-pg"))
+    let admin = Admin::start(fast_client(&server.namesrv))
         .await
-        .expect("producer");
+        .expect("admin");
+    create_topic_routed(&admin, &server, "Later", 4).await;
+    let producer = Producer::start(
+        fast_client(&server.namesrv),
+        ProducerConfig::new("later-pg"),
+    )
+    .await
+    .expect("producer");
     let mut expected = Vec::new();
     for i in 0..20 {
         let body = format!("soon-{i:02}");
@@ -141,16 +129,21 @@ async fn delayed_messages_are_delivered_exactly_once_across_a_sigkill() {
     assert_eq!(progress["offsetTable"]["1"], 0, "{progress}");
 
     let server = start(&data, &config);
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    let admin = Admin::start(fast_client(&server.namesrv))
+        .await
+        .expect("admin");
     wait_until("every delayed message is delivered", async || {
         stored_count(&admin, "Later").await >= 35
     })
     .await;
     // A marker behind them in the first level's queue: anything delivered again would be
     // stored before it.
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("later-pg"))
-        .await
-        .expect("producer");
+    let producer = Producer::start(
+        fast_client(&server.namesrv),
+        ProducerConfig::new("later-pg"),
+    )
+    .await
+    .expect("producer");
     producer
         .send(Message::new("Later", "zz-marker").with_delay_level(1))
         .await
@@ -188,9 +181,11 @@ async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
     let config = config_file(dir.path(), "delay_levels = \"3s 5s 7s\"");
     let data = dir.path().join("data");
     let server = start(&data, &config);
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    let admin = Admin::start(fast_client(&server.namesrv))
+        .await
+        .expect("admin");
     create_topic_routed(&admin, &server, "Due", 1).await;
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("due-pg"))
+    let producer = Producer::start(fast_client(&server.namesrv), ProducerConfig::new("due-pg"))
         .await
         .expect("producer");
     // Sent out of due order; each due at least 3 s after its send (nothing may be delivered
@@ -242,7 +237,9 @@ async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
     .await;
 
     let server = start(&data, &config);
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+    let admin = Admin::start(fast_client(&server.namesrv))
+        .await
+        .expect("admin");
     wait_until("every message is delivered", async || {
         stored_count(&admin, "Due").await >= 8
     })
@@ -302,8 +299,10 @@ async fn messages_due_during_a_crash_are_delivered_in_due_order_once() {
 
     // A clean restart delivers nothing again: a marker sent after it comes ninth.
     let server = start(&data, &config);
-    let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
-    let producer = Producer::start(client(&server.namesrv), ProducerConfig::new("due-pg"))
+    let admin = Admin::start(fast_client(&server.namesrv))
+        .await
+        .expect("admin");
+    let producer = Producer::start(fast_client(&server.namesrv), ProducerConfig::new("due-pg"))
         .await
         .expect("producer");
     wait_until("the broker registers the topic again", async || {
@@ -345,7 +344,7 @@ async fn retries_pending_across_a_sigkill_are_redelivered_once() {
     let data = dir.path().join("data");
     let server = start(&data, &config);
     let (namesrv, broker) = (server.namesrv.clone(), server.broker.clone());
-    let admin = Admin::start(client(&namesrv)).await.expect("admin");
+    let admin = Admin::start(fast_client(&namesrv)).await.expect("admin");
     create_topic_routed(&admin, &server, "Flaky", 2).await;
 
     // Each message fails its first delivery and succeeds after.
@@ -356,14 +355,14 @@ async fn retries_pending_across_a_sigkill_are_redelivered_once() {
     consumer_config.consume_batch_max_size = 1;
     consumer_config.local_retry_delay = Duration::from_secs(600);
     let consumer = PushConsumer::start(
-        client(&namesrv),
+        fast_client(&namesrv),
         consumer_config,
         vec![Subscription::tag("Flaky", "*")],
         listener,
     )
     .await
     .expect("consumer");
-    let producer = Producer::start(client(&namesrv), ProducerConfig::new("flaky-pg"))
+    let producer = Producer::start(fast_client(&namesrv), ProducerConfig::new("flaky-pg"))
         .await
         .expect("producer");
     let mut sent = BTreeMap::new();
@@ -512,7 +511,7 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     let config = config_file(dir.path(), &format!("delay_levels = \"{levels}\""));
     let server = start(&dir.path().join("data"), &config);
     let ns = server.namesrv.clone();
-    let admin = Admin::start(client(&ns)).await.expect("admin");
+    let admin = Admin::start(fast_client(&ns)).await.expect("admin");
     create_topic_routed(&admin, &server, "Work", 2).await;
 
     let deliveries: Deliveries = Arc::default();
@@ -529,14 +528,14 @@ async fn reconsume_later_goes_through_the_retry_topic_to_the_dlq_and_back() {
     // Long enough that a local retry (the fallback when the broker refuses) would not pass.
     config.local_retry_delay = Duration::from_secs(600);
     let consumer = PushConsumer::start(
-        client(&ns),
+        fast_client(&ns),
         config,
         vec![Subscription::tag("Work", "*")],
         listener,
     )
     .await
     .expect("consumer");
-    let producer = Producer::start(client(&ns), ProducerConfig::new("work-pg"))
+    let producer = Producer::start(fast_client(&ns), ProducerConfig::new("work-pg"))
         .await
         .expect("producer");
     producer
@@ -707,7 +706,7 @@ async fn produce_sends_delayed_and_timer_messages() {
     );
     let server = start(&dir.path().join("data"), &config);
     let ns = server.namesrv.clone();
-    let admin = Admin::start(client(&ns)).await.expect("admin");
+    let admin = Admin::start(fast_client(&ns)).await.expect("admin");
     create_topic_routed(&admin, &server, "Soon", 1).await;
     let produce = |args: &[&str], line: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
@@ -744,7 +743,7 @@ async fn produce_sends_delayed_and_timer_messages() {
         stderr.contains("MESSAGE_ILLEGAL") && stderr.contains("timer_max_delay_secs"),
         "{stderr}"
     );
-    let producer = Producer::start(client(&ns), ProducerConfig::new("soon-pg"))
+    let producer = Producer::start(fast_client(&ns), ProducerConfig::new("soon-pg"))
         .await
         .expect("producer");
     let refused = producer
@@ -783,9 +782,9 @@ async fn retried_with(filter_support_retry: bool) -> (Vec<String>, Vec<String>) 
     );
     let server = start(&dir.path().join("data"), &config);
     let ns = server.namesrv.clone();
-    let admin = Admin::start(client(&ns)).await.expect("admin");
+    let admin = Admin::start(fast_client(&ns)).await.expect("admin");
     create_topic_routed(&admin, &server, "Sq", 1).await;
-    let producer = Producer::start(client(&ns), ProducerConfig::new("sq-pg"))
+    let producer = Producer::start(fast_client(&ns), ProducerConfig::new("sq-pg"))
         .await
         .expect("producer");
     for (body, a) in [("six", Some("6")), ("none", None), ("seven", Some("7"))] {
@@ -816,7 +815,7 @@ async fn retried_with(filter_support_retry: bool) -> (Vec<String>, Vec<String>) 
     config.consume_from = ConsumeFrom::FirstOffset;
     config.offset_persist_interval = Duration::from_millis(200);
     let consumer = PushConsumer::start(
-        client(&ns),
+        fast_client(&ns),
         config,
         vec![
             Subscription::sql92("Sq", "a > 6"),

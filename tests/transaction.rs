@@ -13,13 +13,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
-use common::{TestServer, create_topic_routed, metric, stored, wait_until};
-use tributary_client::producer::{LocalTransactionState, TransactionListener};
-use tributary_client::{
-    Admin, ClientConfig, Message, MessageExt, MessageQueue, Producer, ProducerConfig,
+use common::{
+    TestServer, config_file, create_topic_routed, fast_client, metric, stored, wait_until,
 };
+use tributary_client::producer::{LocalTransactionState, TransactionListener};
+use tributary_client::{Admin, Message, MessageExt, MessageQueue, Producer, ProducerConfig};
 
 const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
@@ -29,22 +28,6 @@ const ROLLED_BACK: &str = "tributary_broker_transactions_rolled_back_total";
 const CHECKS: &str = "tributary_broker_transaction_checks_total";
 const DISCARDED: &str = "tributary_broker_transactions_discarded_total";
 const PENDING: &str = "tributary_broker_transactions_pending";
-
-fn client(namesrv: &str) -> ClientConfig {
-    let mut config = ClientConfig::new(namesrv);
-    config.poll_name_server_interval = Duration::from_millis(300);
-    config.heartbeat_broker_interval = Duration::from_millis(300);
-    config
-}
-
-/// A configuration with `broker_section` and small commit-log segments (recovery after a
-/// SIGKILL reads the whole last segment).
-fn config_file(dir: &Path, broker_section: &str) -> PathBuf {
-    let path = dir.join("tributary.toml");
-    let text = format!("[store]\ncommitlog_segment_bytes = 8388608\n[broker]\n{broker_section}\n");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
 
 fn start(data: &Path, config: &Path) -> TestServer {
     TestServer::start(data, &["--config", config.to_str().expect("utf-8 path")])
@@ -66,7 +49,9 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config_file(dir.path(), broker_section);
         let server = start(&dir.path().join("data"), &config);
-        let admin = Admin::start(client(&server.namesrv)).await.expect("admin");
+        let admin = Admin::start(fast_client(&server.namesrv))
+            .await
+            .expect("admin");
         create_topic(&admin, &server, topic).await;
         Self {
             dir,
@@ -79,7 +64,7 @@ impl Fixture {
     /// A started producer of `group` with `config`'s other settings and a [`Local`] listener.
     async fn producer(&self, mut config: ProducerConfig, group: &str) -> (Producer, Arc<Local>) {
         group.clone_into(&mut config.group);
-        let producer = Producer::start(client(&self.server.namesrv), config)
+        let producer = Producer::start(fast_client(&self.server.namesrv), config)
             .await
             .expect("producer");
         let local = Arc::new(Local::default());

@@ -5,7 +5,7 @@ pub mod java;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// A running `tributary server` on free loopback ports.
@@ -129,6 +129,24 @@ impl Drop for TestServer {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A client that refreshes routes, heartbeats and rebalances every 300 ms, so tests wait less.
+pub fn fast_client(namesrv: &str) -> tributary_client::ClientConfig {
+    let mut config = tributary_client::ClientConfig::new(namesrv);
+    config.poll_name_server_interval = std::time::Duration::from_millis(300);
+    config.heartbeat_broker_interval = std::time::Duration::from_millis(300);
+    config.rebalance_interval = std::time::Duration::from_millis(300);
+    config
+}
+
+/// Writes `tributary.toml` into `dir` with `broker_section` and small commit-log segments (a
+/// restart recovers a whole segment: 1 GiB ones take seconds in a debug build); its path.
+pub fn config_file(dir: &Path, broker_section: &str) -> PathBuf {
+    let path = dir.join("tributary.toml");
+    let text = format!("[store]\ncommitlog_segment_bytes = 8388608\n[broker]\n{broker_section}\n");
+    std::fs::write(&path, text).expect("write config");
+    path
 }
 
 /// Fails the test unless `node` and `npm` are installed (the compatibility tests run the
