@@ -499,6 +499,61 @@ fn tag_filters_deliver_only_matching_messages() {
     }
 }
 
+/// A `tributary consume --json` process whose printed bodies are collected as they come.
+struct Member {
+    child: std::process::Child,
+    printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Member {
+    fn start(server: &TestServer, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .arg("consume")
+            .args(args)
+            .args(["--json", "--namesrv", &server.namesrv])
+            .env_remove("NAMESRV_ADDR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn consume");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let printed = printed.clone();
+            std::thread::spawn(move || {
+                for line in stdout.lines() {
+                    let m: Value = serde_json::from_str(&line.expect("read")).expect("JSON");
+                    let body = str_field(&m, "body").to_owned();
+                    printed.lock().expect("lock").push(body);
+                }
+            })
+        };
+        Self {
+            child,
+            printed,
+            reader,
+        }
+    }
+
+    /// The bodies printed so far, in order.
+    fn printed(&self) -> Vec<String> {
+        self.printed.lock().expect("lock").clone()
+    }
+
+    /// Ctrl-C; waits for a clean exit and returns every body printed.
+    fn interrupt(mut self) -> Vec<String> {
+        let interrupted = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(interrupted.success());
+        assert!(self.child.wait().expect("wait for consume").success());
+        self.reader.join().expect("reader");
+        std::mem::take(&mut *self.printed.lock().expect("lock"))
+    }
+}
+
 /// Java's `String.hashCode`, written out here so the test does not trust the client's.
 fn java_hash(s: &str) -> i32 {
     s.encode_utf16()
@@ -534,49 +589,23 @@ fn ordered_lines_go_to_their_keys_queue_and_are_consumed_in_order() {
     // Two members of one group share the queues (a queue moves from one to the other as the
     // second joins): each prints each key's messages in line order, and between them every
     // message once. They run until everything is printed, then are interrupted.
-    let spawn = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["consume", "--topic", "fifo", "--group", "fifo-readers"])
-            .args(["--from", "first", "--json"])
-            .args(["--namesrv", &server.namesrv])
-            .env_remove("NAMESRV_ADDR")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn consume");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let reader = {
-            let printed = printed.clone();
-            std::thread::spawn(move || {
-                for line in stdout.lines() {
-                    let m: Value = serde_json::from_str(&line.expect("read")).expect("JSON");
-                    let body = str_field(&m, "body").to_owned();
-                    printed.lock().expect("lock").push(body);
-                }
-            })
-        };
-        (child, printed, reader)
-    };
-    let members = [spawn(), spawn()];
+    let args = [
+        "--topic",
+        "fifo",
+        "--group",
+        "fifo-readers",
+        "--from",
+        "first",
+    ];
+    let members = [Member::start(&server, &args), Member::start(&server, &args)];
     wait_for("the members to print every message", || {
-        let count: usize = members
-            .iter()
-            .map(|(_, printed, _)| printed.lock().expect("lock").len())
-            .sum();
+        let count: usize = members.iter().map(|m| m.printed().len()).sum();
         (count >= 60).then_some(())
     });
     let mut all: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for (mut child, printed, reader) in members {
-        let interrupted = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(interrupted.success());
-        assert!(child.wait().expect("wait for consume").success());
-        reader.join().expect("reader");
+    for member in members {
         let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for body in printed.lock().expect("lock").iter() {
+        for body in member.interrupt() {
             let (key, seq) = body.split_once(':').expect("key:seq");
             by_key
                 .entry(key.to_owned())
@@ -948,6 +977,39 @@ fn committed(server: &TestServer, group: &str, topic: &str) -> BTreeMap<i64, Opt
             )
         })
         .collect()
+}
+
+/// `group reset` while a `consume` member of the group is online: the broker tells it, and it
+/// prints the topic again from the new offsets without being restarted.
+#[test]
+fn group_reset_makes_an_online_consumer_print_again() {
+    let (_dir, server) = start();
+    create_topic(&server, "live", "1");
+    produce(&server, &["--topic", "live"], "one\ntwo\nthree\n");
+    let member = Member::start(
+        &server,
+        &["--topic", "live", "--group", "watchers", "--from", "first"],
+    );
+    wait_for("the member prints the three", || {
+        (member.printed().len() == 3).then_some(())
+    });
+    let reset = wait_for("the reset to reach the online member", || {
+        let reset = json(
+            &server,
+            &[
+                "group", "reset", "--group", "watchers", "--topic", "live", "--to", "first",
+            ],
+        );
+        (reset["online_clients"] == 1).then_some(reset)
+    });
+    assert_eq!(reset["queues"][0]["offset"], 0, "{reset}");
+    wait_for("the member prints them again", || {
+        (member.printed().len() >= 6).then_some(())
+    });
+    assert_eq!(
+        member.interrupt(),
+        ["one", "two", "three", "one", "two", "three"]
+    );
 }
 
 #[test]
