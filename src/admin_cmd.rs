@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tributary_client::admin::{ConsumerConnections, GroupProgress, TopicSpec, TopicTarget};
-use tributary_client::consumer::SUB_ALL;
-use tributary_client::instance::PullArgs;
 use tributary_client::route::MASTER_ID;
 use tributary_client::{Admin, MessageQueue};
 use tributary_protocol::body::TopicRouteData;
@@ -19,10 +17,6 @@ use crate::cli::{
     TopicCreateArgs, TopicNameArgs,
 };
 use crate::output::{Table, client_config, format_time_ms, perm_name, print_json, topic_error};
-
-/// The group `topic describe` reads the last message of each queue as (Java's
-/// `MixAll.TOOLS_CONSUMER_GROUP`); it commits nothing.
-const TOOLS_GROUP: &str = "TOOLS_CONSUMER";
 
 /// Runs a `topic` command.
 pub fn topic(command: TopicCommand) -> Result<()> {
@@ -248,18 +242,8 @@ async fn last_store_time(admin: &Admin, queue: &MessageQueue, max_offset: i64) -
     if max_offset <= 0 {
         return None;
     }
-    let args = PullArgs {
-        group: TOOLS_GROUP.to_owned(),
-        offset: max_offset - 1,
-        max_nums: 1,
-        expression: Some(SUB_ALL.to_owned()),
-        expression_type: "TAG".to_owned(),
-        sub_version: 0,
-        commit_offset: None,
-        suspend: None,
-    };
-    match admin.instance().pull(queue, &args).await {
-        Ok(result) => result.messages.first().map(|m| m.store_timestamp),
+    match admin.message_at(queue, max_offset - 1).await {
+        Ok(message) => message.map(|m| m.store_timestamp),
         Err(e) => {
             tracing::debug!(topic = %queue.topic, queue_id = queue.queue_id, error = %e, "read the last message of a queue");
             None

@@ -12,7 +12,6 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tributary_client::admin::TopicTarget;
-use tributary_client::consumer::SUB_ALL;
 use tributary_client::instance::PullArgs;
 use tributary_client::message::DLQ_GROUP_TOPIC_PREFIX;
 use tributary_client::{
@@ -24,8 +23,6 @@ use crate::admin_cmd::{broker_target, with_admin};
 use crate::cli::{DlqCommand, DlqListArgs, DlqResendArgs, GroupConfigArgs};
 use crate::output::{Table, format_time_ms, print_json, printable};
 
-/// The group the dead letters are read as (Java's `MixAll.TOOLS_CONSUMER_GROUP`).
-const TOOLS_GROUP: &str = "TOOLS_CONSUMER";
 /// Messages per pull.
 const PULL_BATCH: i32 = 32;
 /// The producer group re-sent messages are sent as.
@@ -84,19 +81,9 @@ async fn dead_letters(admin: &Admin, group: &str, max: u64) -> Result<Vec<Messag
     for status in queues {
         let mut offset = status.min_offset;
         while offset < status.max_offset && (out.len() as u64) < max {
-            let args = PullArgs {
-                group: TOOLS_GROUP.to_owned(),
-                offset,
-                max_nums: PULL_BATCH,
-                expression: Some(SUB_ALL.to_owned()),
-                expression_type: "TAG".to_owned(),
-                sub_version: 0,
-                commit_offset: None,
-                suspend: None,
-            };
             let result = admin
                 .instance()
-                .pull(&status.queue, &args)
+                .pull(&status.queue, &PullArgs::tools(offset, PULL_BATCH))
                 .await
                 .with_context(|| {
                     format!(

@@ -202,26 +202,15 @@ pub async fn stored(
     topic: &str,
 ) -> Vec<tributary_client::MessageExt> {
     use tributary_client::PullStatus;
-    use tributary_client::consumer::SUB_ALL;
     use tributary_client::instance::PullArgs;
 
     let mut out = Vec::new();
     for status in admin.topic_status(topic).await.expect("topic status") {
         let mut offset = status.min_offset;
         while offset < status.max_offset {
-            let args = PullArgs {
-                group: "TOOLS_CONSUMER".into(),
-                offset,
-                max_nums: 32,
-                expression: Some(SUB_ALL.into()),
-                expression_type: "TAG".into(),
-                sub_version: 0,
-                commit_offset: None,
-                suspend: None,
-            };
             let r = admin
                 .instance()
-                .pull(&status.queue, &args)
+                .pull(&status.queue, &PullArgs::tools(offset, 32))
                 .await
                 .expect("pull");
             if r.status != PullStatus::Found {

@@ -230,6 +230,26 @@ pub struct PullArgs {
     pub suspend: Option<Duration>,
 }
 
+/// The consumer group admin tools read queues as (Java's `MixAll.TOOLS_CONSUMER_GROUP`).
+pub const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
+
+impl PullArgs {
+    /// A plain read of up to `max_nums` messages from `offset`, as admin tools pull: as
+    /// [`TOOLS_CONSUMER_GROUP`], every tag, nothing committed, answered at once.
+    pub fn tools(offset: i64, max_nums: i32) -> Self {
+        PullArgs {
+            group: TOOLS_CONSUMER_GROUP.to_owned(),
+            offset,
+            max_nums,
+            expression: Some(crate::consumer::SUB_ALL.to_owned()),
+            expression_type: "TAG".to_owned(),
+            sub_version: 0,
+            commit_offset: None,
+            suspend: None,
+        }
+    }
+}
+
 /// How a pull ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullStatus {

@@ -22,8 +22,6 @@ use crate::message::{MessageExt, MessageQueue};
 use crate::record::decode_messages;
 use crate::route::MASTER_ID;
 
-/// The consumer group admin tools pull with (`MixAll.TOOLS_CONSUMER_GROUP`).
-const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
 /// QUERY_MESSAGE: look the key up as a unique message id.
 const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
 /// Most messages one unique-id lookup asks each broker for.
@@ -312,17 +310,10 @@ impl Admin {
     /// The message at `offset` of `mq`, read with a pull (`None` when the queue holds no
     /// message there: before its first or at or after its end).
     pub async fn message_at(&self, mq: &MessageQueue, offset: i64) -> Result<Option<MessageExt>> {
-        let args = PullArgs {
-            group: TOOLS_CONSUMER_GROUP.to_owned(),
-            offset,
-            max_nums: 1,
-            expression: Some("*".to_owned()),
-            expression_type: "TAG".to_owned(),
-            sub_version: 0,
-            commit_offset: None,
-            suspend: None,
-        };
-        let result = self.instance().pull(mq, &args).await?;
+        let result = self
+            .instance()
+            .pull(mq, &PullArgs::tools(offset, 1))
+            .await?;
         Ok(match result.status {
             PullStatus::Found => result
                 .messages
