@@ -503,7 +503,18 @@ fn tag_filters_deliver_only_matching_messages() {
 struct Member {
     child: std::process::Child,
     printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    reader: std::thread::JoinHandle<()>,
+    /// `None` once the process was interrupted and waited for.
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Member {
+    /// A test that fails before [`Member::interrupt`] leaves no process behind.
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Member {
@@ -532,7 +543,7 @@ impl Member {
         Self {
             child,
             printed,
-            reader,
+            reader: Some(reader),
         }
     }
 
@@ -549,7 +560,9 @@ impl Member {
             .expect("kill");
         assert!(interrupted.success());
         assert!(self.child.wait().expect("wait for consume").success());
-        self.reader.join().expect("reader");
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("reader");
+        }
         std::mem::take(&mut *self.printed.lock().expect("lock"))
     }
 }
