@@ -110,10 +110,11 @@ impl NewMessage {
     }
 
     /// Sets the properties from name/value pairs.
-    pub fn with_properties<'a>(
-        mut self,
-        props: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Self {
+    pub fn with_properties<'a, I>(mut self, props: I) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+        I::IntoIter: Clone,
+    {
         self.properties = encode_properties(props);
         self
     }
@@ -148,13 +149,26 @@ impl StoredMessage {
     }
 }
 
-/// Encodes properties as `name\x01value\x02` pairs.
-pub fn encode_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::new();
+/// Encodes properties as `name\x01value\x02…`, each property terminated by `\x02`, as the Java
+/// client writes them: from name/value pairs or a map (`&Properties`). Sized in one pass over
+/// `props` and written in a second, so the string is allocated once.
+pub fn encode_properties<I, K, V>(props: I) -> String
+where
+    I: IntoIterator<Item = (K, V)>,
+    I::IntoIter: Clone,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let props = props.into_iter();
+    let len = props
+        .clone()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut out = String::with_capacity(len);
     for (k, v) in props {
-        out.push_str(k);
+        out.push_str(k.as_ref());
         out.push(NAME_VALUE_SEPARATOR);
-        out.push_str(v);
+        out.push_str(v.as_ref());
         out.push(PROPERTY_SEPARATOR);
     }
     out

@@ -8,25 +8,12 @@ pub use batch::{BatchMessage, decode_batch, encode_batch};
 pub use id::OffsetMessageId;
 pub use tributary_common::property;
 pub use tributary_common::property::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+pub use tributary_common::record::encode_properties;
 
 use std::collections::BTreeMap;
 
 /// Message properties by name.
 pub type Properties = BTreeMap<String, String>;
-
-/// Encodes properties as `name\x01value\x02…`, each property terminated by `\x02`, as the Java
-/// client writes them.
-pub fn encode_properties(properties: &Properties) -> String {
-    let len = properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let mut out = String::with_capacity(len);
-    for (name, value) in properties {
-        out.push_str(name);
-        out.push(NAME_VALUE_SEPARATOR);
-        out.push_str(value);
-        out.push(PROPERTY_SEPARATOR);
-    }
-    out
-}
 
 /// Decodes a properties string the way Java does: properties are separated by `\x02` (the
 /// last one may or may not be terminated), the name ends at the first `\x01`, and a property
