@@ -97,6 +97,7 @@ pub fn store(args: BenchStoreArgs) -> Result<()> {
                             warm_segments: args.warm_segments,
                             cold_read: args.cold_read,
                             sync_gather_max_us,
+                            sync_gather_fsync_ratio: args.sync_gather_fsync_ratio,
                         };
                         settle(&args.dir)?;
                         let fsync_unit = match flush {
@@ -329,6 +330,7 @@ struct RunPlan {
     warm_segments: Option<bool>,
     cold_read: bool,
     sync_gather_max_us: u64,
+    sync_gather_fsync_ratio: Option<f64>,
 }
 
 impl RunPlan {
@@ -529,6 +531,9 @@ fn store_config(dir: &Path, plan: &RunPlan) -> StoreConfig {
         config.warm_segments = warm;
     }
     config.sync_gather_max_us = plan.sync_gather_max_us;
+    if let Some(ratio) = plan.sync_gather_fsync_ratio {
+        config.sync_gather_fsync_ratio = ratio;
+    }
     config
 }
 

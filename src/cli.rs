@@ -972,6 +972,10 @@ pub struct BenchStoreArgs {
     /// store's default.
     #[arg(long, value_delimiter = ',')]
     pub sync_gather_max_us: Vec<u64>,
+    /// Override the store's `sync_gather_fsync_ratio` (the gathering wait's bound as a fraction
+    /// of the recent fsync time).
+    #[arg(long)]
+    pub sync_gather_fsync_ratio: Option<f64>,
     /// Flush modes.
     #[arg(long, value_delimiter = ',', value_enum, default_value = "async,sync")]
     pub flush: Vec<FlushArg>,
