@@ -53,9 +53,9 @@ pub struct StoreConfig {
     /// SYNC mode: the longest a group commit waits, after the previous fsync returned, for the
     /// writers that fsync acknowledged to append again, so that one fsync covers them all
     /// instead of every other one. The wait ends as soon as as many appends arrived as the
-    /// previous fsync woke waiting writers, so a lone writer never waits. A wait that gets fewer
-    /// than three quarters of them turns gathering off for a few fsyncs (the writers are too
-    /// slow to come back; see `gather.rs`). 0 turns gathering off: fsyncs run back to back while
+    /// previous fsync woke waiting writers, so a lone writer never waits. A wait that ends at
+    /// its bound before all of them came turns gathering off for a few fsyncs (the writers are
+    /// too slow to come back for it to pay; see `gather.rs`). 0 turns gathering off: fsyncs run back to back while
     /// bytes are unflushed.
     pub sync_gather_max_us: u64,
     /// SYNC mode: the gathering wait is also bounded by this fraction of the recent fsync time

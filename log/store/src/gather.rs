@@ -16,10 +16,11 @@
 //! (two cohorts, one fsync each) and gathering N per F + G: better when G < F. When the writers
 //! are slow to come back — on a busy CPU, G is N times the CPU cost of an append divided by the
 //! cores — gathering only idles the disk while they do, and the CPU while the fsync runs, where
-//! back to back keeps both busy. So a wait that reaches its bound with fewer than three quarters
-//! of the expected appends turns gathering off for the next [`BACKOFF_ROUNDS`] fsyncs, twice as
-//! many after each further miss (up to [`BACKOFF_ROUNDS_MAX`]); a wait that gets them all
-//! resets that.
+//! back to back keeps both busy. When G is about F, gathering gains nothing and its wake-ups
+//! cost (measured: 5 % fewer appends with 64 writer threads on an idle 2-vCPU machine whose
+//! fsyncs take 150 µs). So a wait that reaches its bound before all the expected appends arrived
+//! turns gathering off for the next [`BACKOFF_ROUNDS`] fsyncs, twice as many after each further
+//! miss (up to [`BACKOFF_ROUNDS_MAX`]); a wait that gets them all resets that.
 //!
 //! N counts the waiters actually woken, not the appends the fsync covered: an append nobody
 //! waits for (a broker's send with WAIT=false) will not come back, and a count of covered appends
@@ -124,7 +125,7 @@ impl Gather {
         if self.backoff > 0 || since >= bound {
             // A wait that ends with too few: the writers are slow to come back (an append after
             // the bound with no wait before it says only that the writers were idle).
-            if waited && arrived * 4 < self.expected * 3 {
+            if waited {
                 self.backoff = self.next_backoff;
                 self.next_backoff = (self.next_backoff * 2).min(BACKOFF_ROUNDS_MAX);
             }
@@ -216,9 +217,6 @@ mod tests {
                 (1, 50_000, Next::Flush),
             ],
         );
-        // 50 of 64 is enough of them: gathering goes on.
-        g.fsync_done(64, us(200));
-        assert!(matches!(g.next(1, US), Next::Gather { .. }));
     }
 
     #[test]
@@ -230,8 +228,8 @@ mod tests {
         };
         let miss = |g: &mut Gather| {
             assert!(gathers(g));
-            // Fewer than three quarters came back within the bound (100 µs).
-            assert_eq!(g.next(47, us(100)), Next::Flush);
+            // Not all came back within the bound (100 µs).
+            assert_eq!(g.next(63, us(100)), Next::Flush);
         };
         // After a miss, BACKOFF_ROUNDS fsyncs back to back (the first is the missed one's).
         miss(&mut g);
