@@ -887,8 +887,11 @@ pub struct BenchNetArgs {
     /// Print a line every this many seconds.
     #[arg(long, default_value_t = 5)]
     pub report_interval: u64,
-    /// Worker threads of the client's runtime.
-    #[arg(long, default_value_t = 2)]
+    /// Worker threads of the client's runtime. One is fastest when the client shares a
+    /// small machine with the broker: every sender then wakes on the thread that read its
+    /// response, instead of a second worker being woken to steal half of them. Raise it
+    /// when the client has cores of its own.
+    #[arg(long, default_value_t = 1)]
     pub runtime_threads: usize,
     /// Print the final result as one JSON object.
     #[arg(long)]
