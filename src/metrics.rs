@@ -82,6 +82,11 @@ impl Collector for StoreCollector {
                 &s.messages_dispatched,
             ),
             (
+                "dispatch_errors",
+                "Dispatch rounds that failed and were retried (consume queues wait meanwhile)",
+                &s.dispatch_errors,
+            ),
+            (
                 "messages_read",
                 "Messages returned by queue reads",
                 &s.messages_read,

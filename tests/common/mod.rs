@@ -76,8 +76,18 @@ impl TestServer {
                 .unwrap_or_default()
                 .to_string()
         };
-        // Keep draining the log so the server never blocks on a full pipe.
-        let drain = std::thread::spawn(move || for _ in lines {});
+        // Keep draining the log so the server never blocks on a full pipe; its warnings and
+        // errors go to the test's output, which the runner shows when the test fails.
+        let drain = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let level = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["level"].as_str().map(str::to_owned));
+                if matches!(level.as_deref(), Some("WARN" | "ERROR") | None) {
+                    eprintln!("tributary: {line}");
+                }
+            }
+        });
         Self {
             child,
             drain: Some(drain),

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::segment::SegmentQueue;
 
 /// Bytes per unit.
@@ -135,7 +135,20 @@ impl ConsumeQueue {
 
     /// Writes the unit for `logical`. Units already present (a replay after recovery) are kept;
     /// a queue first seen mid-stream is padded with blank units so offsets stay positional.
+    ///
+    /// A queue deleted with its topic takes nothing more: a message of the topic that was
+    /// still being dispatched when the topic was deleted is dropped from it.
     pub fn put(&self, logical: i64, unit: CqUnit) -> Result<()> {
+        match self.put_unit(logical, unit) {
+            Err(StoreError::Deleted { .. }) => {
+                tracing::debug!(topic = %self.topic, queue_id = self.queue_id, logical, "unit for a deleted queue dropped");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn put_unit(&self, logical: i64, unit: CqUnit) -> Result<()> {
         let logical = logical.max(0) as u64;
         let end = self.max_logical() as u64;
         if logical < end && !self.files.is_empty() {
@@ -282,6 +295,19 @@ mod tests {
             size: 100,
             tags_code: i,
         }
+    }
+
+    #[test]
+    fn units_for_a_deleted_queue_are_dropped_without_error() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("t").join("0");
+        let q = ConsumeQueue::load(&dir, "t", 0, 4).expect("load");
+        q.put(0, unit(0)).expect("put");
+        q.destroy().expect("destroy");
+        q.put(1, unit(1))
+            .expect("a late unit is dropped, not an error");
+        q.put(9, unit(9)).expect("one that needs a new file too");
+        assert!(!dir.exists());
     }
 
     #[test]

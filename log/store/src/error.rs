@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The store is shutting down or has shut down.
     #[error("the store is shut down")]
     ShutDown,
+    /// A file was to be added to a log that was deleted (a consume queue of a deleted topic).
+    #[error("{path} was deleted")]
+    Deleted { path: PathBuf },
 }
 
 impl StoreError {

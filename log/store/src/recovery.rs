@@ -375,7 +375,8 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     inner.index.truncate(cut)?;
     let mut touched = Vec::new();
     let before = inner.stats.messages_dispatched.load(Ordering::Relaxed);
-    let reached = inner.dispatch_range(cut, end, &mut touched)?;
+    let mut reached = cut;
+    inner.dispatch_range(&mut reached, end, &mut touched)?;
     if reached != end {
         return Err(StoreError::Corrupt {
             path: segment_path(segments, reached),

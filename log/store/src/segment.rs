@@ -10,7 +10,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::RwLock;
@@ -347,6 +347,8 @@ pub struct SegmentQueue {
     dir: PathBuf,
     file_size: u64,
     files: RwLock<Vec<Arc<MappedFile>>>,
+    /// Set by [`Self::destroy`] under the `files` lock; no file is created after it.
+    destroyed: AtomicBool,
 }
 
 impl SegmentQueue {
@@ -397,6 +399,7 @@ impl SegmentQueue {
             dir: dir.to_path_buf(),
             file_size,
             files: RwLock::new(files),
+            destroyed: AtomicBool::new(false),
         })
     }
 
@@ -479,11 +482,14 @@ impl SegmentQueue {
 
     /// Appends a file to the queue; it must start where the last one ends.
     pub fn push(&self, file: Arc<MappedFile>) {
-        let mut files = self.files.write();
+        Self::push_locked(&mut self.files.write(), file, self.file_size);
+    }
+
+    fn push_locked(files: &mut Vec<Arc<MappedFile>>, file: Arc<MappedFile>, file_size: u64) {
         if let Some(last) = files.last() {
             assert_eq!(
                 file.base,
-                last.base + self.file_size,
+                last.base + file_size,
                 "segment queue must stay contiguous"
             );
         }
@@ -491,15 +497,35 @@ impl SegmentQueue {
     }
 
     /// Creates the file that starts at `base` and appends it.
+    /// Fails with [`StoreError::Deleted`] once the queue was destroyed, also when the
+    /// destruction races with this call (it may have removed the directory under it).
     pub fn create_file(&self, base: u64) -> Result<Arc<MappedFile>> {
-        let file = Arc::new(MappedFile::create(
-            &self.path_for(base),
-            base,
-            self.file_size as usize,
-        )?);
-        self.push(file.clone());
-        fsutil::fsync_dir(&self.dir)?;
-        Ok(file)
+        let deleted = || StoreError::Deleted {
+            path: self.dir.clone(),
+        };
+        let destroyed = || self.destroyed.load(Ordering::Acquire);
+        if destroyed() {
+            return Err(deleted());
+        }
+        let file = match MappedFile::create(&self.path_for(base), base, self.file_size as usize) {
+            Ok(file) => Arc::new(file),
+            Err(_) if destroyed() => return Err(deleted()),
+            Err(e) => return Err(e),
+        };
+        {
+            let mut files = self.files.write();
+            if destroyed() {
+                drop(files);
+                let _ = file.delete();
+                return Err(deleted());
+            }
+            Self::push_locked(&mut files, file.clone(), self.file_size);
+        }
+        match fsutil::fsync_dir(&self.dir) {
+            Err(_) if destroyed() => Err(deleted()),
+            Err(e) => Err(e),
+            Ok(()) => Ok(file),
+        }
     }
 
     /// Syncs every file with unflushed bytes. Returns the offset up to which all is durable.
@@ -555,6 +581,7 @@ impl SegmentQueue {
     /// Removes every file (a queue being deleted).
     pub(crate) fn destroy(&self) -> Result<()> {
         let mut files = self.files.write();
+        self.destroyed.store(true, Ordering::Release);
         for f in files.drain(..) {
             f.delete()?;
         }
@@ -567,6 +594,22 @@ impl SegmentQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destroyed_queue_creates_no_file_and_leaves_no_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("topic").join("0");
+        let q = SegmentQueue::load(&dir, 8192).expect("load");
+        q.create_file(0).expect("create");
+        q.destroy().expect("destroy");
+        assert!(!dir.exists());
+        // A writer that still holds the queue (the dispatcher, racing a topic deletion).
+        assert!(matches!(
+            q.create_file(8192),
+            Err(StoreError::Deleted { .. })
+        ));
+        assert!(!dir.exists(), "the deleted queue's directory came back");
+    }
 
     #[test]
     fn append_publish_slice_and_flush() {

@@ -20,6 +20,8 @@ pub struct StoreStats {
     pub group_commit_gather_micros_total: AtomicU64,
     pub segment_rolls: AtomicU64,
     pub messages_dispatched: AtomicU64,
+    /// Dispatch rounds that failed (each is retried; see the dispatcher).
+    pub dispatch_errors: AtomicU64,
     pub messages_read: AtomicU64,
     pub bytes_read: AtomicU64,
     pub segments_deleted: AtomicU64,

@@ -133,6 +133,9 @@ pub struct VerifyReport {
 /// Units a single pull inspects at most when a filter rejects messages.
 const MAX_FILTER_SCAN_UNITS: usize = 16_000;
 
+/// How long the dispatcher waits before trying a record that failed to dispatch again.
+const DISPATCH_RETRY: Duration = Duration::from_secs(1);
+
 pub(crate) struct Inner {
     pub(crate) config: Arc<StoreConfig>,
     pub(crate) commitlog: CommitLog,
@@ -889,20 +892,24 @@ impl Inner {
 
     /// Dispatches commit log records in `from..end` to consume queues and the index.
     /// Returns where it stopped (a record boundary).
+    /// Builds consume queue and index entries for the records in `*from..end`, advancing
+    /// `*from` past each record done, so that after an error it tells how far it got. Stops
+    /// early at a record not yet complete.
     pub(crate) fn dispatch_range(
         &self,
-        mut from: u64,
+        from: &mut u64,
         end: u64,
         touched: &mut Vec<(String, i32, i64)>,
-    ) -> Result<u64> {
-        while from < end {
-            let Some(file) = self.commitlog.segments().find(from) else {
+    ) -> Result<()> {
+        while *from < end {
+            let at = *from;
+            let Some(file) = self.commitlog.segments().find(at) else {
                 break;
             };
-            let pos = (from - file.base()) as usize;
+            let pos = (at - file.base()) as usize;
             let corrupt = |reason: String| StoreError::Corrupt {
                 path: file.path().to_path_buf(),
-                offset: from,
+                offset: at,
                 reason,
             };
             let Some(head) = file.slice(pos, 8.min(file.size() - pos)) else {
@@ -910,7 +917,7 @@ impl Inner {
             };
             match record::peek(head, file.size() - pos).map_err(|e| corrupt(e.to_string()))? {
                 Peek::Blank | Peek::Empty if file.is_full() => {
-                    from = file.base() + file.size() as u64;
+                    *from = file.base() + file.size() as u64;
                 }
                 Peek::Blank | Peek::Empty => break,
                 Peek::Message { size } => {
@@ -918,12 +925,12 @@ impl Inner {
                         break;
                     };
                     let info = record::view(bytes, false).map_err(|e| corrupt(e.to_string()))?;
-                    self.dispatch_one(&info, from, touched)?;
-                    from += size as u64;
+                    self.dispatch_one(&info, at, touched)?;
+                    *from += size as u64;
                 }
             }
         }
-        Ok(from)
+        Ok(())
     }
 
     fn dispatch_one(
@@ -979,20 +986,37 @@ impl Inner {
     fn run_dispatcher(&self) {
         let linger = Duration::from_micros(self.config.dispatch_linger_us);
         let mut touched = Vec::new();
-        let mut failed = false;
+        // The offset where dispatching last failed, while it keeps failing there.
+        let mut failing_at = None;
         loop {
             let from = self.dispatched.load(Ordering::Acquire);
             let end = self.commitlog.max_offset();
-            if from < end && !failed {
-                match self.dispatch_range(from, end, &mut touched) {
-                    Ok(to) => {
-                        self.dispatched.store(to, Ordering::Release);
-                        let _g = self.dispatched_cv.0.lock();
-                        self.dispatched_cv.1.notify_all();
+            if from < end {
+                let mut to = from;
+                let result = self.dispatch_range(&mut to, end, &mut touched);
+                if to > from {
+                    self.dispatched.store(to, Ordering::Release);
+                    let _g = self.dispatched_cv.0.lock();
+                    self.dispatched_cv.1.notify_all();
+                }
+                match result {
+                    Ok(()) => {
+                        if failing_at.take().is_some() {
+                            tracing::info!(offset = to, "dispatch resumed");
+                        }
                     }
+                    // Nothing is skipped: the record that failed is tried again until it
+                    // goes in (a full disk freed, say), and the queues behind it wait.
                     Err(e) => {
-                        tracing::error!(error = %e, offset = from, "dispatch failed; consume queues stop advancing until restart");
-                        failed = true;
+                        if failing_at != Some(to) {
+                            tracing::error!(error = %e, offset = to, "dispatch failed; consume queues wait at this record, retrying every second");
+                            failing_at = Some(to);
+                        }
+                        self.stats.dispatch_errors.fetch_add(1, Ordering::Relaxed);
+                        if self.wait_or_stop(DISPATCH_RETRY) {
+                            return;
+                        }
+                        continue;
                     }
                 }
                 if !touched.is_empty() {

@@ -844,3 +844,53 @@ fn full_disk_refuses_writes_and_forces_cleaning() {
     store.wait_dispatched(Duration::from_secs(10));
     assert_clean(&store);
 }
+
+/// A record that cannot be dispatched (its consume queue cannot be created) holds the queues
+/// behind it, nothing is skipped, and dispatching resumes by itself once the cause is gone.
+#[test]
+fn a_failed_dispatch_is_retried_and_skips_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::open(config(dir.path())).expect("open");
+    fill(&store, 0, 3);
+    // A file where the topic's consume queue directory must go.
+    let blocker = dir.path().join("consumequeue").join("blocked");
+    fs::write(&blocker, b"in the way").expect("blocker");
+    let (blocked, d) = store
+        .append(&NewMessage::new("blocked", 0, "waits"))
+        .expect("append");
+    d.wait().expect("durable");
+    let (behind, d) = store.append(&msg("orders", 0, 3)).expect("append");
+    d.wait().expect("durable");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.stats().dispatch_errors.load(Ordering::Relaxed) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dispatch error reported"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        store.dispatched_offset(),
+        blocked.physical_offset,
+        "dispatching stops at the record that fails, and goes no further"
+    );
+    assert_eq!(
+        store.max_offset("orders", 0),
+        1,
+        "nothing behind it is dispatched"
+    );
+
+    fs::remove_file(&blocker).expect("remove blocker");
+    assert!(
+        store.wait_dispatched(Duration::from_secs(30)),
+        "dispatch resumed"
+    );
+    let r = store.get_messages("blocked", 0, 0, 8, 1 << 20, &AcceptAll);
+    assert_eq!(r.status, GetStatus::Found);
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(store.max_offset("orders", 0), 2);
+    assert!(behind.physical_offset > blocked.physical_offset);
+    assert_eq!(read_all(&store, 0), vec![body_of(0), body_of(3)]);
+    store.shutdown().expect("shutdown");
+}
