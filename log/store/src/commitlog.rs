@@ -109,6 +109,9 @@ pub(crate) struct CommitLog {
     stats: Arc<StoreStats>,
     /// Where the dispatcher sleeps when it has caught up.
     dispatcher: Sleeper,
+    /// ASYNC: whether the last append call copied into the mapping (rather than writing
+    /// through the file). Pages are faulted in ahead only for mapped appends.
+    mapped_appends: AtomicBool,
 }
 
 /// Where a store thread sleeps while there is nothing to do. `idle` is set (under `lock`) while
@@ -175,6 +178,7 @@ impl CommitLog {
             stop: AtomicBool::new(false),
             stats,
             dispatcher: Sleeper::default(),
+            mapped_appends: AtomicBool::new(true),
         })
     }
 
@@ -277,8 +281,9 @@ impl CommitLog {
 
     /// The body of [`Self::append`], under the append lock. `end` follows what is published.
     ///
-    /// ASYNC copies each record into the mapping. SYNC writes the records with one `pwritev` per
-    /// segment they land in (see [`MappedFile::append_via_file`]).
+    /// ASYNC copies each record into the mapping, unless the call has `file_write_min_bytes` or
+    /// more. SYNC, and those, write the records with one `pwritev` per segment they land in
+    /// (see [`MappedFile::append_via_file`]).
     fn append_locked<'r>(
         &self,
         st: &mut AppendState,
@@ -286,7 +291,12 @@ impl CommitLog {
         results: &mut Vec<AppendResult>,
         end: &mut u64,
     ) -> Result<()> {
-        let sync = self.config.flush_mode == FlushMode::Sync;
+        let through_file = self.config.flush_mode == FlushMode::Sync || {
+            let bytes: usize = records.iter().map(|(rec, ..)| rec.bytes.len()).sum();
+            let large = bytes >= self.config.file_write_min_bytes;
+            self.mapped_appends.store(!large, Ordering::Relaxed);
+            large
+        };
         let now = now_ms().max(st.last_store_timestamp);
         st.last_store_timestamp = now;
         let mut run: Option<Run<'r>> = None;
@@ -325,7 +335,7 @@ impl CommitLog {
                 queue_offset,
                 store_timestamp: now,
             });
-            if sync {
+            if through_file {
                 let rec: &'r EncodedRecord = rec;
                 let r = run.get_or_insert_with(|| Run {
                     file,
@@ -487,11 +497,13 @@ impl CommitLog {
     }
 
     /// Prepares a fresh segment so that mapped appends into it do not fault (`warm_segments`,
-    /// ASYNC mode): its first window. SYNC appends write through the file, not the mapping:
+    /// ASYNC mode, while the appends are mapped ones): its first window. SYNC appends write through the file, not the mapping:
     /// prefaulting would only map the pages writable and make every group commit write-protect
     /// them again.
     fn warm(&self, f: &MappedFile) {
-        if self.config.flush_mode != FlushMode::Async {
+        if self.config.flush_mode != FlushMode::Async
+            || !self.mapped_appends.load(Ordering::Relaxed)
+        {
             return;
         }
         let started = std::time::Instant::now();

@@ -390,6 +390,82 @@ fn sync_batches_across_segment_rolls_are_written_whole_and_survive_a_crash() {
     assert_clean(&store);
 }
 
+/// ASYNC appends of `file_write_min_bytes` or more go through the file, smaller ones into the
+/// mapping; interleaved across segment rolls, every record reads back from the mapping, the
+/// queues are dense, and a clean restart and a crash after a flush keep them all.
+#[test]
+fn async_batches_written_through_the_file_mix_with_mapped_appends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = |dir: &Path| {
+        let mut c = config(dir);
+        c.file_write_min_bytes = 8 * 1024;
+        c
+    };
+    let store = MessageStore::open(cfg(dir.path())).expect("open");
+    let mut written = Vec::new();
+    for b in 0..60u64 {
+        // Batches of 1..=12 records of ~1.3 KB: the small ones are copied into the mapping,
+        // the large ones written through the file.
+        let batch: Vec<NewMessage> = (0..1 + b % 12)
+            .map(|j| {
+                let i = b * 100 + j;
+                let body = format!("{i}-{}", "z".repeat(1200 + (i % 200) as usize));
+                NewMessage::new("orders", (i % 3) as i32, body)
+            })
+            .collect();
+        let (results, durable) = store.append_batch(&batch).expect("append batch");
+        durable.wait().expect("durable");
+        for (r, m) in results.iter().zip(&batch) {
+            let back = store
+                .read_message(r.physical_offset)
+                .expect("read")
+                .expect("present");
+            assert_eq!(back.body, m.body, "record at {}", r.physical_offset);
+            written.push((r.physical_offset, m.body.clone()));
+        }
+    }
+    assert!(store.stats().segment_rolls.load(Ordering::Relaxed) >= 5);
+    assert!(store.wait_dispatched(Duration::from_secs(10)));
+    assert_clean(&store);
+    let count = |store: &MessageStore| (0..3).map(|q| read_all(store, q).len()).sum::<usize>();
+    assert_eq!(count(&store), written.len());
+    store.shutdown().expect("shutdown");
+    drop(store);
+
+    let store = MessageStore::open(cfg(dir.path())).expect("reopen");
+    assert!(!store.recovery_report().abnormal);
+    assert_eq!(count(&store), written.len());
+    // One more large batch, flushed, then a crash: recovery checks every record's CRC.
+    let batch: Vec<NewMessage> = (0..10)
+        .map(|i| NewMessage::new("orders", i % 3, format!("late-{i}-{}", "w".repeat(1500))))
+        .collect();
+    let (results, durable) = store.append_batch(&batch).expect("append batch");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.commitlog_flushed_offset() < durable.end_offset() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the periodic flush never came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(store.wait_dispatched(Duration::from_secs(10)));
+    written.extend(
+        results
+            .iter()
+            .zip(&batch)
+            .map(|(r, m)| (r.physical_offset, m.body.clone())),
+    );
+    crash(store);
+    let store = MessageStore::open(cfg(dir.path())).expect("reopen after a crash");
+    assert!(store.recovery_report().abnormal);
+    for (off, body) in &written {
+        let back = store.read_message(*off).expect("read").expect("present");
+        assert_eq!(&back.body, body, "record at {off}");
+    }
+    assert_eq!(count(&store), written.len());
+    assert_clean(&store);
+}
+
 #[test]
 fn sync_batch_of_more_records_than_one_pwritev_takes() {
     let dir = tempfile::tempdir().expect("tempdir");
