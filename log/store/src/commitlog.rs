@@ -20,7 +20,7 @@ use crate::durable::{Durable, DurableOffset, Woken};
 use crate::error::{Result, StoreError};
 use crate::gather::{Gather, Next};
 use crate::record::{self, BLANK_MAGIC, END_FILE_MIN_BLANK, EncodedRecord};
-use crate::segment::{MappedFile, SegmentQueue};
+use crate::segment::{MappedFile, Prefault, SegmentQueue};
 use crate::stats::StoreStats;
 
 /// Where an append landed.
@@ -364,6 +364,9 @@ impl CommitLog {
         match run.file.append_via_file(&run.parts) {
             Ok(pos) => {
                 *end = run.file.base() + (pos + run.len) as u64;
+                if self.config.flush_mode == FlushMode::Async && self.config.warm_segments {
+                    self.keep_prefaulted(&run.file, pos + run.len);
+                }
                 Ok(())
             }
             Err(e) => Err(self.fail(StoreError::Io {
@@ -460,7 +463,12 @@ impl CommitLog {
                 a.prefault = false;
                 drop(a);
                 if let Some(f) = self.segments.last() {
-                    f.prefault_to(f.wrote() + PREFAULT_WINDOW, false, || self.hurry());
+                    f.prefault_to(
+                        f.wrote() + PREFAULT_WINDOW,
+                        false,
+                        self.prefault_how(),
+                        || self.hurry(),
+                    );
                 }
                 self.allocator.prefaulting.store(false, Ordering::Release);
                 a = self.allocator.state.lock();
@@ -496,19 +504,28 @@ impl CommitLog {
         }
     }
 
-    /// Prepares a fresh segment so that mapped appends into it do not fault (`warm_segments`,
-    /// ASYNC mode, while the appends are mapped ones): its first window. SYNC appends write through the file, not the mapping:
+    /// Prepares a fresh segment so that appends into it find their pages ready (`warm_segments`,
+    /// ASYNC mode): its first window. SYNC appends write through the file, not the mapping:
     /// prefaulting would only map the pages writable and make every group commit write-protect
     /// them again.
     fn warm(&self, f: &MappedFile) {
-        if self.config.flush_mode != FlushMode::Async
-            || !self.mapped_appends.load(Ordering::Relaxed)
-        {
+        if self.config.flush_mode != FlushMode::Async {
             return;
         }
         let started = std::time::Instant::now();
-        f.prefault_to(PREFAULT_WINDOW, true, || self.hurry());
+        f.prefault_to(PREFAULT_WINDOW, true, self.prefault_how(), || self.hurry());
         tracing::debug!(path = %f.path().display(), took_ms = started.elapsed().as_millis() as u64, "warmed the next segment");
+    }
+
+    /// How to get pages ready ahead of the appends: mapped writable for copies into the
+    /// mapping; only into the page cache for writes through the file, so that they are never
+    /// mapped writable (see `file_write_min_bytes`).
+    fn prefault_how(&self) -> Prefault {
+        if self.mapped_appends.load(Ordering::Relaxed) {
+            Prefault::Mapped
+        } else {
+            Prefault::PageCache
+        }
     }
 
     /// Whether warming should stop: a roll waits for the segment, or the store stops.

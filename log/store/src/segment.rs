@@ -295,12 +295,32 @@ impl MappedFile {
     /// that advice, a file no append uses yet (`unused`) has its pages touched instead, and a
     /// file in use is left to fault. Runs on the allocator thread in steps, and stops early when
     /// `hurry` says so. Populating never changes bytes, so it may run beside the appends.
-    pub(crate) fn prefault_to(&self, to: usize, unused: bool, hurry: impl Fn() -> bool) {
+    ///
+    /// With [`Prefault::PageCache`] the pages are only read into the page cache
+    /// (`POSIX_FADV_WILLNEED`: the filesystem zero-fills preallocated blocks without reading
+    /// them), for appends written through the file: a write then finds its page allocated and
+    /// up to date, and the page is never mapped writable.
+    pub(crate) fn prefault_to(
+        &self,
+        to: usize,
+        unused: bool,
+        how: Prefault,
+        hurry: impl Fn() -> bool,
+    ) {
         let to = to.min(self.size);
         let mut pos = self.prefaulted().max(self.wrote()) / PAGE * PAGE;
         while pos < to && !hurry() {
             let len = WARM_STEP.min(to - pos);
-            if let Err(e) = self
+            if how == Prefault::PageCache {
+                if let Err(e) = rustix::fs::fadvise(
+                    &self.file,
+                    pos as u64,
+                    std::num::NonZeroU64::new(len as u64),
+                    rustix::fs::Advice::WillNeed,
+                ) {
+                    tracing::debug!(error = %e, "POSIX_FADV_WILLNEED failed; writes will allocate their pages");
+                }
+            } else if let Err(e) = self
                 .map
                 .advise_range(memmap2::Advice::PopulateWrite, pos, len)
             {
@@ -339,6 +359,15 @@ impl MappedFile {
         let m = self.file.metadata().ok()?.modified().ok()?;
         Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
     }
+}
+
+/// How [`MappedFile::prefault_to`] gets pages ready ahead of the appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefault {
+    /// Faulted in writable (`MADV_POPULATE_WRITE`), for copies into the mapping.
+    Mapped,
+    /// Read into the page cache only, for writes through the file.
+    PageCache,
 }
 
 /// The ordered, contiguous files of one log: the commit log, or one consume queue.
