@@ -110,7 +110,7 @@ pub(crate) struct CommitLog {
     /// Where the dispatcher sleeps when it has caught up.
     dispatcher: Sleeper,
     /// ASYNC: whether the last append call copied into the mapping (rather than writing
-    /// through the file). Pages are faulted in ahead only for mapped appends.
+    /// through the file): how the allocator gets pages ready ahead (see `prefault_how`).
     mapped_appends: AtomicBool,
 }
 

@@ -75,14 +75,14 @@ pub struct StoreConfig {
     /// (`MADV_POPULATE_WRITE`), a 64 MiB window ahead of the appends, so that appends never
     /// take a page fault (allocating and zeroing a page-cache page under the append lock).
     /// Costs up to the window in page cache ahead of the data. SYNC appends write through the
-    /// file, not the mapping, and ignore it; so do ASYNC appends of `file_write_min_bytes` or
-    /// more, and while those are all that come, no page is faulted in ahead.
+    /// file, not the mapping, and ignore it. While ASYNC appends of `file_write_min_bytes` or
+    /// more come, the window is only read into the page cache (`POSIX_FADV_WILLNEED`), not
+    /// mapped.
     pub warm_segments: bool,
     /// ASYNC mode: an append call of at least this many bytes (a batch, say) is written through
     /// the file (`pwritev`) instead of copied into the mapping. Pages written through the file
     /// are never mapped writable, so the periodic flush need not write-protect them again (a
-    /// TLB-shootdown IPI per page to every CPU running the process) and nothing is faulted in
-    /// ahead for them; a small append still costs less as a copy into a prefaulted mapping than
+    /// TLB-shootdown IPI per page to every CPU running the process); a small append still costs less as a copy into a prefaulted mapping than
     /// as a system call. 0 writes every append through the file.
     pub file_write_min_bytes: usize,
     /// Address written as STOREHOST in every record (the broker's address).
