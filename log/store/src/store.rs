@@ -890,8 +890,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Dispatches commit log records in `from..end` to consume queues and the index.
-    /// Returns where it stopped (a record boundary).
     /// Builds consume queue and index entries for the records in `*from..end`, advancing
     /// `*from` past each record done, so that after an error it tells how far it got. Stops
     /// early at a record not yet complete.

@@ -72,6 +72,36 @@ fn fill(store: &MessageStore, from: u64, n: u64) -> Vec<u64> {
     out
 }
 
+/// Polls `check` every 5 ms until it holds; fails the test after 30 s.
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Appends `batch` in one call, waits until it is acknowledged, and checks that every record
+/// reads back with its body. Returns the results and the acknowledged end offset.
+fn append_and_read_back(
+    store: &MessageStore,
+    batch: &[NewMessage],
+) -> (Vec<tributary_store::AppendResult>, u64) {
+    let (results, durable) = store.append_batch(batch).expect("append batch");
+    durable.wait().expect("durable");
+    for (r, m) in results.iter().zip(batch) {
+        let back = store
+            .read_message(r.physical_offset)
+            .expect("read")
+            .expect("present");
+        assert_eq!(back.body, m.body, "record at {}", r.physical_offset);
+    }
+    (results, durable.end_offset())
+}
+
 fn read_all(store: &MessageStore, queue: i32) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut off = store.min_offset("orders", queue);
@@ -361,16 +391,8 @@ fn sync_batches_across_segment_rolls_are_written_whole_and_survive_a_crash() {
                 NewMessage::new("orders", (i % 3) as i32, body)
             })
             .collect();
-        let (results, durable) = store.append_batch(&batch).expect("append batch");
-        durable.wait().expect("durable");
-        assert!(store.commitlog_flushed_offset() >= durable.end_offset());
-        for (r, m) in results.iter().zip(&batch) {
-            let back = store
-                .read_message(r.physical_offset)
-                .expect("read")
-                .expect("present");
-            assert_eq!(back.body, m.body, "record at {}", r.physical_offset);
-        }
+        let (results, end) = append_and_read_back(&store, &batch);
+        assert!(store.commitlog_flushed_offset() >= end);
         acked.extend(results.iter().map(|r| r.physical_offset));
     }
     assert!(store.stats().segment_rolls.load(Ordering::Relaxed) >= 8);
@@ -413,16 +435,13 @@ fn async_batches_written_through_the_file_mix_with_mapped_appends() {
                 NewMessage::new("orders", (i % 3) as i32, body)
             })
             .collect();
-        let (results, durable) = store.append_batch(&batch).expect("append batch");
-        durable.wait().expect("durable");
-        for (r, m) in results.iter().zip(&batch) {
-            let back = store
-                .read_message(r.physical_offset)
-                .expect("read")
-                .expect("present");
-            assert_eq!(back.body, m.body, "record at {}", r.physical_offset);
-            written.push((r.physical_offset, m.body.clone()));
-        }
+        let (results, _) = append_and_read_back(&store, &batch);
+        written.extend(
+            results
+                .iter()
+                .zip(&batch)
+                .map(|(r, m)| (r.physical_offset, m.body.clone())),
+        );
     }
     assert!(store.stats().segment_rolls.load(Ordering::Relaxed) >= 5);
     assert!(store.wait_dispatched(Duration::from_secs(10)));
@@ -440,14 +459,9 @@ fn async_batches_written_through_the_file_mix_with_mapped_appends() {
         .map(|i| NewMessage::new("orders", i % 3, format!("late-{i}-{}", "w".repeat(1500))))
         .collect();
     let (results, durable) = store.append_batch(&batch).expect("append batch");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while store.commitlog_flushed_offset() < durable.end_offset() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the periodic flush never came"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the periodic flush covers the batch", || {
+        store.commitlog_flushed_offset() >= durable.end_offset()
+    });
     assert!(store.wait_dispatched(Duration::from_secs(10)));
     written.extend(
         results
@@ -938,14 +952,9 @@ fn a_failed_dispatch_is_retried_and_skips_nothing() {
     let (behind, d) = store.append(&msg("orders", 0, 3)).expect("append");
     d.wait().expect("durable");
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while store.stats().dispatch_errors.load(Ordering::Relaxed) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no dispatch error reported"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the failure is reported and retried", || {
+        store.stats().dispatch_errors.load(Ordering::Relaxed) >= 2
+    });
     assert_eq!(
         store.dispatched_offset(),
         blocked.physical_offset,
