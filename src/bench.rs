@@ -11,7 +11,9 @@
 //!
 //! SYNC latencies are also given in *fsync times*: the median time of one `fdatasync` of one
 //! group commit's data — one append call from every writer (`writers × batch × record size`),
-//! written as the store writes it (`pwrite` into a preallocated file, then `fdatasync`) — measured
+//! written as the store writes it (`pwrite` into a preallocated file, then `fdatasync`; over
+//! zeros written and synced before, as the store prewrites its SYNC segments with
+//! `prewrite_segments`) — measured
 //! just before the run on the quiet disk. It is what one fsync serving every writer costs on this
 //! disk, whatever the store's group-commit policy makes of it. It is measured again after the
 //! run (`unit2µs`): when the two differ much, the disk changed speed during the run (a disk
@@ -95,6 +97,7 @@ pub fn store(args: BenchStoreArgs) -> Result<()> {
                             queues: args.queues,
                             segment_bytes: args.segment_bytes,
                             warm_segments: args.warm_segments,
+                            prewrite_segments: args.prewrite_segments,
                             cold_read: args.cold_read,
                             sync_gather_max_us,
                             sync_gather_fsync_ratio: args.sync_gather_fsync_ratio,
@@ -261,7 +264,8 @@ fn group_bytes(plan: &RunPlan) -> Result<u64> {
 
 /// The fsync time of `plan` (the unit of its SYNC latencies, see the module docs): the median
 /// of `fdatasync`s each after a `pwrite` of one group commit's data, written one after another
-/// into a preallocated file as the store writes its segments.
+/// into a preallocated file as the store writes its segments: prewritten with zeros when the
+/// store prewrites them (`prewrite_segments`).
 fn group_fsync(dir: &Path, plan: &RunPlan) -> Result<FsyncUnit> {
     let bytes = group_bytes(plan)?;
     let rounds = (GROUP_SYNC_MAX_BYTES / bytes).clamp(3, GROUP_SYNCS as u64);
@@ -278,6 +282,15 @@ fn group_fsync(dir: &Path, plan: &RunPlan) -> Result<FsyncUnit> {
         bytes * rounds,
     )
     .with_context(|| format!("preallocate {}", path.display()))?;
+    if store_config(dir, plan).prewrite_segments {
+        // One page per write, as the store prewrites (see `MappedFile::prewrite`).
+        let zeros = [0u8; 4096];
+        for at in (0..bytes * rounds).step_by(zeros.len()) {
+            let len = zeros.len().min((bytes * rounds - at) as usize);
+            file.write_all_at(&zeros[..len], at)
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+    }
     file.sync_all()
         .with_context(|| format!("fsync {}", path.display()))?;
     let data: Vec<u8> = (0..bytes).map(|i| (i % 253) as u8).collect();
@@ -328,6 +341,7 @@ struct RunPlan {
     queues: i32,
     segment_bytes: u64,
     warm_segments: Option<bool>,
+    prewrite_segments: Option<bool>,
     cold_read: bool,
     sync_gather_max_us: u64,
     sync_gather_fsync_ratio: Option<f64>,
@@ -529,6 +543,9 @@ fn store_config(dir: &Path, plan: &RunPlan) -> StoreConfig {
     };
     if let Some(warm) = plan.warm_segments {
         config.warm_segments = warm;
+    }
+    if let Some(prewrite) = plan.prewrite_segments {
+        config.prewrite_segments = prewrite;
     }
     config.sync_gather_max_us = plan.sync_gather_max_us;
     if let Some(ratio) = plan.sync_gather_fsync_ratio {

@@ -970,6 +970,10 @@ pub struct BenchStoreArgs {
     /// Override the store's `warm_segments` (prefault the next segment; ASYNC mode only).
     #[arg(long)]
     pub warm_segments: Option<bool>,
+    /// Override the store's `prewrite_segments` (write zeros over the next segment before the
+    /// roll; SYNC mode only). The SYNC fsync unit is then measured over prewritten blocks too.
+    #[arg(long)]
+    pub prewrite_segments: Option<bool>,
     /// SYNC runs with each of these `sync_gather_max_us` (the longest a group commit waits for
     /// the writers the previous fsync acknowledged; 0: fsyncs back to back). Default: the
     /// store's default.

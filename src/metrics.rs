@@ -77,6 +77,11 @@ impl Collector for StoreCollector {
                 &s.segment_rolls,
             ),
             (
+                "prewritten_bytes",
+                "Zeros written over next commit log segments before their roll (prewrite_segments)",
+                &s.prewritten_bytes,
+            ),
+            (
                 "messages_dispatched",
                 "Messages dispatched to consume queues and index",
                 &s.messages_dispatched,

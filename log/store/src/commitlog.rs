@@ -483,9 +483,7 @@ impl CommitLog {
                         base,
                         self.config.commitlog_segment_bytes as usize,
                     );
-                    if let Ok(f) = &made
-                        && self.config.warm_segments
-                    {
+                    if let Ok(f) = &made {
                         self.warm(f);
                     }
                     if let Err(e) = &made {
@@ -504,17 +502,32 @@ impl CommitLog {
         }
     }
 
-    /// Prepares a fresh segment so that appends into it find their pages ready (`warm_segments`,
-    /// ASYNC mode): its first window. SYNC appends write through the file, not the mapping:
-    /// prefaulting would only map the pages writable and make every group commit write-protect
-    /// them again.
+    /// Prepares a fresh segment before appends use it. ASYNC (`warm_segments`): faults in its
+    /// first window, so that appends into it find their pages ready. SYNC appends write through
+    /// the file, not the mapping (prefaulting would only map the pages writable and make every
+    /// group commit write-protect them again); with `prewrite_segments` the whole segment is
+    /// written with zeros instead (see [`MappedFile::prewrite`]).
     fn warm(&self, f: &MappedFile) {
-        if self.config.flush_mode != FlushMode::Async {
-            return;
-        }
         let started = std::time::Instant::now();
-        f.prefault_to(PREFAULT_WINDOW, true, self.prefault_how(), || self.hurry());
-        tracing::debug!(path = %f.path().display(), took_ms = started.elapsed().as_millis() as u64, "warmed the next segment");
+        match self.config.flush_mode {
+            FlushMode::Sync if self.config.prewrite_segments => match f.prewrite(|| self.hurry()) {
+                Ok(bytes) => {
+                    self.stats
+                        .prewritten_bytes
+                        .fetch_add(bytes as u64, Ordering::Relaxed);
+                    tracing::debug!(path = %f.path().display(), bytes, took_ms = started.elapsed().as_millis() as u64, "prewrote the next segment");
+                }
+                Err(e) => {
+                    tracing::warn!(path = %f.path().display(), error = %e, "prewriting the next segment failed; group commits into it will commit its blocks' conversion as they go")
+                }
+            },
+            FlushMode::Sync => {}
+            FlushMode::Async if self.config.warm_segments => {
+                f.prefault_to(PREFAULT_WINDOW, true, self.prefault_how(), || self.hurry());
+                tracing::debug!(path = %f.path().display(), took_ms = started.elapsed().as_millis() as u64, "warmed the next segment");
+            }
+            FlushMode::Async => {}
+        }
     }
 
     /// How to get pages ready ahead of the appends: mapped writable for copies into the

@@ -79,6 +79,14 @@ pub struct StoreConfig {
     /// more come, the window is only read into the page cache (`POSIX_FADV_WILLNEED`), not
     /// mapped.
     pub warm_segments: bool,
+    /// SYNC mode: the allocator writes zeros over each next segment (and syncs them) before the
+    /// roll, so that group commits overwrite written blocks instead of writing into
+    /// preallocated ones. An fsync after writing into a preallocated (unwritten) block also
+    /// commits the block's conversion to the filesystem journal. Measured with 64 writers on a
+    /// 2-vCPU VM: 1 KiB appends +30 % msgs/s and median latency -30 %, 4 KiB +5-12 %; but the
+    /// prewrite's own IO delays some group commits (p99 +10-30 %), and every segment is
+    /// written twice. Off by default; for throughput over tail latency. ASYNC ignores it.
+    pub prewrite_segments: bool,
     /// ASYNC mode: an append call of at least this many bytes (a batch, say) is written through
     /// the file (`pwritev`) instead of copied into the mapping. Pages written through the file
     /// are never mapped writable, so the periodic flush need not write-protect them again (a
@@ -137,6 +145,7 @@ impl Default for StoreConfig {
             flush_consume_queue_interval_ms: 1_000,
             dispatch_linger_us: 200,
             warm_segments: true,
+            prewrite_segments: false,
             file_write_min_bytes: 32 * 1024,
             store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
             on_corruption: CorruptionPolicy::Fail,

@@ -23,6 +23,8 @@ const PAGE: usize = 4096;
 const IOV_MAX: usize = 1024;
 /// Bytes a segment is warmed by per step (between checks whether it is wanted now).
 const WARM_STEP: usize = 8 << 20;
+/// Bytes of zeros [`MappedFile::prewrite`] writes and writes back per step.
+const PREWRITE_STEP: usize = 256 << 10;
 
 /// One memory-mapped segment file.
 #[derive(Debug)]
@@ -340,6 +342,53 @@ impl MappedFile {
         }
     }
 
+    /// Writes zeros over the whole file and syncs it, so that the blocks are written rather
+    /// than preallocated-unwritten (`prewrite_segments`, SYNC mode). Writing into an unwritten
+    /// block converts its extent at writeback, a metadata change that every SYNC group commit's
+    /// `fdatasync` then commits to the journal with it: measured on this 2-vCPU VM, 4 device
+    /// writes per fsync instead of 1, and 200 µs per 64 KiB fdatasync instead of 115 µs. An
+    /// overwrite of written blocks needs no journal commit.
+    ///
+    /// The file must not be in use yet: no append may run beside this. Zeros go in one page
+    /// per `pwrite` (a longer write would make the page cache build large folios, and a group
+    /// commit would then write back a whole folio for each small append), and each step is
+    /// written back at once and waited for (`sync_file_range`), so that no more than one step
+    /// of dirty zeros is ever queued ahead of a group commit's flush. The extent conversions are
+    /// committed by one `fdatasync` at the end; until then the journal's own periodic commit
+    /// takes them, and no group commit has to (it syncs another file). Stops early, between
+    /// steps, when `hurry` says so. Returns the bytes prewritten from the start of the file.
+    pub(crate) fn prewrite(&self, hurry: impl Fn() -> bool) -> std::io::Result<usize> {
+        assert_eq!(self.wrote(), 0, "prewrite of a segment in use");
+        let zeros = [0u8; PAGE];
+        let mut pos = 0;
+        while pos < self.size && !hurry() {
+            let end = (pos + PREWRITE_STEP).min(self.size);
+            for page in (pos..end).step_by(PAGE) {
+                let len = PAGE.min(end - page);
+                self.write_via_file_at(page, &[&zeros[..len]])?;
+            }
+            // SAFETY: a plain system call on a file descriptor this file owns.
+            let rc = unsafe {
+                libc::sync_file_range(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                    pos as libc::off64_t,
+                    (end - pos) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            pos = end;
+        }
+        if pos > 0 {
+            rustix::fs::fdatasync(&self.file)?;
+        }
+        Ok(pos)
+    }
+
     /// Unlinks the file. Readers holding the mapping keep reading until they drop it.
     pub fn delete(&self) -> Result<()> {
         match fs::remove_file(&self.path) {
@@ -623,6 +672,76 @@ impl SegmentQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether any extent of `file` is preallocated but unwritten (`FIEMAP`), or `None` where
+    /// the filesystem cannot say.
+    fn has_unwritten_extents(file: &File) -> Option<bool> {
+        const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+        const FIEMAP_FLAG_SYNC: u32 = 1;
+        const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
+        const EXTENTS: usize = 64;
+        // struct fiemap (32 bytes) followed by EXTENTS struct fiemap_extent (56 bytes each).
+        let mut buf = vec![0u64; (32 + 56 * EXTENTS) / 8];
+        buf[1] = u64::MAX; // fm_length
+        buf[2] = u64::from(FIEMAP_FLAG_SYNC); // fm_flags; fm_mapped_extents (high half) out
+        buf[3] = EXTENTS as u64; // fm_extent_count; fm_reserved (high half)
+        // SAFETY: `buf` is a struct fiemap with room for EXTENTS extents, as the ioctl expects.
+        let rc = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                FS_IOC_FIEMAP,
+                buf.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let mapped = (buf[2] >> 32) as usize;
+        // Extent i is 7 words from word 4; its fe_flags is the low half of its word 5.
+        Some((0..mapped.min(EXTENTS)).any(|i| {
+            let flags = buf[4 + i * 7 + 5] as u32;
+            flags & FIEMAP_EXTENT_UNWRITTEN != 0
+        }))
+    }
+
+    #[test]
+    fn prewrite_turns_preallocated_blocks_into_written_zeros() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = 3 * PREWRITE_STEP + 2 * PAGE;
+        let f = MappedFile::create(&dir.path().join("seg"), 0, size).expect("create");
+        let unwritten_before = has_unwritten_extents(&f.file);
+        assert_eq!(f.prewrite(|| false).expect("prewrite"), size);
+        assert!(f.raw(0, size).iter().all(|&b| b == 0));
+        if unwritten_before == Some(true) {
+            assert_eq!(
+                has_unwritten_extents(&f.file),
+                Some(false),
+                "blocks still unwritten after the prewrite"
+            );
+        }
+        // Appends overwrite the zeros and read back.
+        assert_eq!(
+            f.append_via_file(&[b"hello", b" world"]).expect("append"),
+            0
+        );
+        assert_eq!(f.slice(0, 11), Some(&b"hello world"[..]));
+        assert_eq!(f.wrote(), 11);
+    }
+
+    #[test]
+    fn prewrite_stops_between_steps_when_hurried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = MappedFile::create(&dir.path().join("seg"), 0, 4 * PREWRITE_STEP).expect("create");
+        let steps = AtomicUsize::new(0);
+        let done = f
+            .prewrite(|| steps.fetch_add(1, Ordering::Relaxed) >= 2)
+            .expect("prewrite");
+        assert_eq!(done, 2 * PREWRITE_STEP);
+        assert!(f.raw(0, f.size()).iter().all(|&b| b == 0));
+        // Nothing at all when hurried from the start.
+        let g = MappedFile::create(&dir.path().join("seg2"), 0, PREWRITE_STEP).expect("create");
+        assert_eq!(g.prewrite(|| true).expect("prewrite"), 0);
+    }
 
     #[test]
     fn a_destroyed_queue_creates_no_file_and_leaves_no_directory() {

@@ -19,6 +19,8 @@ pub struct StoreStats {
     pub group_commit_gathers: AtomicU64,
     pub group_commit_gather_micros_total: AtomicU64,
     pub segment_rolls: AtomicU64,
+    /// Bytes of zeros written over next segments before their roll (`prewrite_segments`).
+    pub prewritten_bytes: AtomicU64,
     pub messages_dispatched: AtomicU64,
     /// Dispatch rounds that failed (each is retried; see the dispatcher).
     pub dispatch_errors: AtomicU64,
