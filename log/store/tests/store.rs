@@ -106,6 +106,11 @@ fn append_and_read_back(
 /// [`append_and_read_back`], returning each record's offset with its body.
 fn append_and_note(store: &MessageStore, batch: &[NewMessage]) -> Vec<(u64, Bytes)> {
     let (results, _) = append_and_read_back(store, batch);
+    noted(&results, batch)
+}
+
+/// Each appended record's offset with its body.
+fn noted(results: &[tributary_store::AppendResult], batch: &[NewMessage]) -> Vec<(u64, Bytes)> {
     results
         .iter()
         .zip(batch)
@@ -450,7 +455,7 @@ fn sync_batches_across_segment_rolls_are_written_whole_and_survive_a_crash() {
             "acknowledged record at {off} lost"
         );
     }
-    let total: usize = (0..3).map(|q| read_all(&store, q).len()).sum();
+    let total = count_all(&store);
     assert_eq!(total, acked.len());
     assert_clean(&store);
 }
@@ -497,12 +502,7 @@ fn async_batches_written_through_the_file_mix_with_mapped_appends() {
         store.commitlog_flushed_offset() >= durable.end_offset()
     });
     assert!(store.wait_dispatched(Duration::from_secs(10)));
-    written.extend(
-        results
-            .iter()
-            .zip(&batch)
-            .map(|(r, m)| (r.physical_offset, m.body.clone())),
-    );
+    written.extend(noted(&results, &batch));
     crash_and_find_all(store, cfg(dir.path()), &written);
 }
 
@@ -689,7 +689,7 @@ fn torn_tail_is_truncated_and_everything_before_kept() {
         "{rep:?}"
     );
     assert_eq!(store.commitlog_max_offset(), last);
-    let total: usize = (0..3).map(|q| read_all(&store, q).len()).sum();
+    let total = count_all(&store);
     assert_eq!(total, 99, "every record before the torn one is kept");
     assert!(store.read_message(last).expect("read").is_none());
     // The log continues from the truncation point.
@@ -713,7 +713,7 @@ fn segment_file_truncated_mid_record_recovers_the_intact_prefix() {
     drop(f);
     let store = MessageStore::open(config(dir.path())).expect("recover a truncated segment");
     assert_eq!(store.recovery_report().torn_at, Some(last));
-    assert_eq!((0..3).map(|q| read_all(&store, q).len()).sum::<usize>(), 60);
+    assert_eq!(count_all(&store), 60);
     assert_clean(&store);
 }
 
@@ -768,7 +768,7 @@ fn flipped_body_byte_in_the_middle_is_reported_never_skipped() {
     assert_eq!(damage.offset, victim);
     assert!(damage.quarantined_to.exists());
     assert!(damage.quarantined_bytes >= size as u64);
-    let total: usize = (0..3).map(|q| read_all(&store, q).len()).sum();
+    let total = count_all(&store);
     assert_eq!(total, 150, "records before the damage are kept");
     for i in [0u64, 75, 149] {
         let m = store
@@ -796,10 +796,7 @@ fn missing_checkpoint_and_stale_abort_recover_everything() {
         "every record CRC-checked from the start"
     );
     assert_eq!(rep.truncated_bytes, 0);
-    assert_eq!(
-        (0..3).map(|q| read_all(&store, q).len()).sum::<usize>(),
-        250
-    );
+    assert_eq!(count_all(&store), 250);
     assert_clean(&store);
     store.shutdown().expect("shutdown");
     drop(store);
@@ -808,10 +805,7 @@ fn missing_checkpoint_and_stale_abort_recover_everything() {
     let store = MessageStore::open(config(dir.path())).expect("open with stale abort");
     assert!(store.recovery_report().abnormal);
     assert_eq!(store.recovery_report().truncated_bytes, 0);
-    assert_eq!(
-        (0..3).map(|q| read_all(&store, q).len()).sum::<usize>(),
-        250
-    );
+    assert_eq!(count_all(&store), 250);
     assert_clean(&store);
 }
 
