@@ -13,10 +13,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tributary_broker::Broker;
-use tributary_broker::schedule::LagHistogram;
 use tributary_namesrv::NamesrvStats;
 use tributary_remoting::TransportStats;
-use tributary_store::MessageStore;
+use tributary_store::{Bounds, Histogram, MessageStore};
 
 /// Reads the store's counters at scrape time.
 #[derive(Debug)]
@@ -40,16 +39,6 @@ impl Collector for StoreCollector {
                 "append_calls",
                 "Append calls (a batch is one call)",
                 &s.append_calls,
-            ),
-            (
-                "flushes",
-                "Commit log flushes (msync/fsync rounds)",
-                &s.flushes,
-            ),
-            (
-                "flush_micros",
-                "Time spent in commit log flushes, microseconds",
-                &s.flush_micros_total,
             ),
             (
                 "group_commits",
@@ -147,6 +136,13 @@ impl Collector for StoreCollector {
         for (name, help, v) in gauges {
             gauge(&mut enc, &format!("tributary_store_{name}"), help, v)?;
         }
+        histogram(
+            &mut enc,
+            "tributary_store_flush_seconds",
+            "How long each commit log flush took (SYNC: one group commit's fdatasync)",
+            &s.flush_micros,
+            1e6,
+        )?;
         Ok(())
     }
 }
@@ -178,20 +174,21 @@ fn gauge(
     g.encode(m)
 }
 
-/// A histogram of lags in seconds from the schedule's millisecond buckets.
-fn lag_histogram(
+/// A histogram in seconds from one whose unit is `1 / per_second` s (ms: 1000, µs: 1e6).
+fn histogram<B: Bounds>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    h: &LagHistogram,
+    h: &Histogram<B>,
+    per_second: f64,
 ) -> Result<(), std::fmt::Error> {
     let buckets: Vec<(f64, u64)> = h
         .buckets()
         .into_iter()
-        .map(|(upper, n)| (upper.map_or(f64::MAX, |ms| ms as f64 / 1000.0), n))
+        .map(|(upper, n)| (upper.map_or(f64::MAX, |u| u as f64 / per_second), n))
         .collect();
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    m.encode_histogram::<NoLabelSet>(h.sum_ms() as f64 / 1000.0, h.count(), &buckets, None)
+    m.encode_histogram::<NoLabelSet>(h.sum() as f64 / per_second, h.count(), &buckets, None)
 }
 
 /// Reads the broker's and its transport's counters at scrape time.
@@ -335,11 +332,12 @@ impl Collector for BrokerCollector {
             "Delayed and timer messages not yet delivered",
             i64::try_from(d.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         )?;
-        lag_histogram(
+        histogram(
             &mut enc,
             "tributary_broker_delayed_delivery_lag_seconds",
             "How late delayed, timer and retried messages were delivered after their due time",
             &d.delivery_lag,
+            1e3,
         )?;
         gauge(
             &mut enc,

@@ -20,6 +20,8 @@ fn server_serves_metrics_and_shuts_down_cleanly() {
         "tributary_store_messages_appended_total",
         "tributary_store_commitlog_max_offset_bytes",
         "tributary_store_disk_used_basis_points",
+        "tributary_store_flush_seconds_bucket{le=\"0.0005\"}",
+        "tributary_store_flush_seconds_count",
         "tributary_broker_messages_in_total",
         "tributary_broker_connections_open",
         "tributary_namesrv_brokers_live",

@@ -43,7 +43,7 @@ use tributary_protocol::message::property;
 use tributary_protocol::message::{decode_properties, encode_properties};
 use tributary_protocol::sysflag;
 use tributary_store::record::RecordView;
-use tributary_store::{MessageStore, NewMessage, StoreError};
+use tributary_store::{Bounds, Histogram, MessageStore, NewMessage, StoreError};
 
 use crate::BrokerConfig;
 
@@ -261,53 +261,18 @@ pub struct ScheduleStats {
 /// Upper bounds of the [`LagHistogram`] buckets, ms. The promise is delivery within a second of
 /// the due time; the buckets above it tell how late the rest were (after a restart, messages
 /// that fell due while the broker was down are delivered as late as the downtime).
-pub const LAG_BUCKETS_MS: [u64; 15] = [
-    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000, 3_600_000,
-];
+#[derive(Debug)]
+pub struct LagMillis;
 
-/// A histogram of delivery lags with the fixed buckets [`LAG_BUCKETS_MS`] and one above them,
-/// kept in atomics so that the delivery thread never waits for a scrape.
-#[derive(Debug, Default)]
-pub struct LagHistogram {
-    /// Per bucket (not cumulative), the last one without an upper bound.
-    buckets: [AtomicU64; LAG_BUCKETS_MS.len() + 1],
-    sum_ms: AtomicU64,
-    count: AtomicU64,
+impl Bounds for LagMillis {
+    const UPPER: &'static [u64] = &[
+        5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+        3_600_000,
+    ];
 }
 
-impl LagHistogram {
-    /// Counts one delivery `lag_ms` after its due time.
-    pub fn observe(&self, lag_ms: u64) {
-        let bucket = LAG_BUCKETS_MS
-            .iter()
-            .position(|&upper| lag_ms <= upper)
-            .unwrap_or(LAG_BUCKETS_MS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_ms.fetch_add(lag_ms, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Deliveries counted.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Sum of the lags, ms.
-    pub fn sum_ms(&self) -> u64 {
-        self.sum_ms.load(Ordering::Relaxed)
-    }
-
-    /// Per bucket (not cumulative), its upper bound in ms (`None` for the last) and its count.
-    pub fn buckets(&self) -> Vec<(Option<u64>, u64)> {
-        LAG_BUCKETS_MS
-            .iter()
-            .map(|&upper| Some(upper))
-            .chain(std::iter::once(None))
-            .zip(&self.buckets)
-            .map(|(upper, n)| (upper, n.load(Ordering::Relaxed)))
-            .collect()
-    }
-}
+/// Delivery lags in ms.
+pub type LagHistogram = Histogram<LagMillis>;
 
 /// Delivers delayed and timer messages when due; see the module docs.
 pub struct ScheduleService {
@@ -1020,31 +985,6 @@ fn stages_for(max_delay_ms: i64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lag_histogram_counts_each_delivery_in_its_bucket() {
-        let h = LagHistogram::default();
-        for lag in [0, 5, 6, 1_000, 1_001, 3_600_000, 3_600_001, u64::MAX / 4] {
-            h.observe(lag);
-        }
-        assert_eq!(h.count(), 8);
-        let buckets = h.buckets();
-        assert_eq!(buckets.len(), LAG_BUCKETS_MS.len() + 1);
-        let count = |upper: Option<u64>| {
-            buckets
-                .iter()
-                .find(|(u, _)| *u == upper)
-                .map(|(_, n)| *n)
-                .expect("bucket")
-        };
-        assert_eq!(count(Some(5)), 2, "bounds are inclusive");
-        assert_eq!(count(Some(10)), 1);
-        assert_eq!(count(Some(1_000)), 1);
-        assert_eq!(count(Some(2_500)), 1);
-        assert_eq!(count(Some(3_600_000)), 1);
-        assert_eq!(count(None), 2);
-        assert_eq!(buckets.iter().map(|(_, n)| n).sum::<u64>(), 8);
-    }
 
     #[test]
     fn delay_levels_parse_like_rocketmq() {

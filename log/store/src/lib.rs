@@ -40,7 +40,7 @@ pub use error::{Result, StoreError};
 pub use record::{NewMessage, StoredMessage};
 pub use recovery::{Damage, RecoveryReport, is_store_dir};
 pub use retention::{DiskUsage, RetentionReport, StatvfsDiskUsage, local_hour};
-pub use stats::StoreStats;
+pub use stats::{Bounds, FlushMicros, Histogram, StoreStats};
 pub use store::{
     AcceptAll, ArrivalListener, GetMessages, GetStatus, MessageBuf, MessageFilter, MessageStore,
 };

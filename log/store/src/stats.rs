@@ -1,5 +1,7 @@
 //! Counters the store keeps about itself; the binary exports them as Prometheus metrics.
+//! [`Histogram`] is also what the broker counts its delivery lags in.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -9,8 +11,8 @@ pub struct StoreStats {
     pub messages_appended: AtomicU64,
     pub bytes_appended: AtomicU64,
     pub append_calls: AtomicU64,
-    pub flushes: AtomicU64,
-    pub flush_micros_total: AtomicU64,
+    /// How long each commit log flush (`fdatasync` / `msync` round) took, µs.
+    pub flush_micros: Histogram<FlushMicros>,
     pub flush_micros_max: AtomicU64,
     pub group_commits: AtomicU64,
     pub group_commit_waiters: AtomicU64,
@@ -41,8 +43,7 @@ impl StoreStats {
     }
     pub(crate) fn record_flush(&self, took: Duration) {
         let us = took.as_micros() as u64;
-        self.flushes.fetch_add(1, Ordering::Relaxed);
-        self.flush_micros_total.fetch_add(us, Ordering::Relaxed);
+        self.flush_micros.observe(us);
         self.flush_micros_max.fetch_max(us, Ordering::Relaxed);
     }
     pub(crate) fn record_gather(&self, waited: Duration) {
@@ -53,5 +54,122 @@ impl StoreStats {
     pub(crate) fn record_read(&self, messages: u64, bytes: u64) {
         self.messages_read.fetch_add(messages, Ordering::Relaxed);
         self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The upper bounds (inclusive, ascending) of a [`Histogram`]'s buckets, in its unit.
+pub trait Bounds {
+    const UPPER: &'static [u64];
+}
+
+/// Upper bounds of the flush-time buckets, µs: an fsync of a group commit takes 50 µs to a few
+/// ms on an SSD; the buckets above tell how long the stalls of a busy or failing disk were.
+#[derive(Debug)]
+pub struct FlushMicros;
+
+impl Bounds for FlushMicros {
+    const UPPER: &'static [u64] = &[
+        25, 50, 75, 100, 125, 150, 200, 250, 300, 400, 500, 750, 1_000, 1_500, 2_000, 5_000,
+        10_000, 25_000, 100_000, 1_000_000, 10_000_000,
+    ];
+}
+
+/// A histogram with the fixed buckets of `B` and one above them, kept in atomics so that
+/// the thread that observes never waits for a reader (a Prometheus scrape, a benchmark).
+#[derive(Debug)]
+pub struct Histogram<B: Bounds> {
+    /// Per bucket (not cumulative), the last one without an upper bound.
+    buckets: Box<[AtomicU64]>,
+    sum: AtomicU64,
+    count: AtomicU64,
+    bounds: PhantomData<B>,
+}
+
+impl<B: Bounds> Default for Histogram<B> {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..=B::UPPER.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            bounds: PhantomData,
+        }
+    }
+}
+
+impl<B: Bounds> Histogram<B> {
+    /// Counts one observation of `value`.
+    pub fn observe(&self, value: u64) {
+        let bucket = B::UPPER.partition_point(|&upper| upper < value);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Observations counted.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the observed values.
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
+    /// Per bucket (not cumulative), its upper bound (`None` for the last) and its count.
+    pub fn buckets(&self) -> Vec<(Option<u64>, u64)> {
+        B::UPPER
+            .iter()
+            .map(|&upper| Some(upper))
+            .chain(std::iter::once(None))
+            .zip(&*self.buckets)
+            .map(|(upper, n)| (upper, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The upper bound of the bucket that holds the `q` quantile (0 < q ≤ 1): at least that
+    /// share of the observations were at most this. `None` when nothing was observed or the
+    /// quantile is above the last bound.
+    pub fn quantile_bound(&self, q: f64) -> Option<u64> {
+        let buckets = self.buckets();
+        let total: u64 = buckets.iter().map(|(_, n)| n).sum();
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (upper, n) in buckets {
+            seen += n;
+            if seen >= rank && total > 0 {
+                return upper;
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Small;
+    impl Bounds for Small {
+        const UPPER: &'static [u64] = &[5, 10, 1_000];
+    }
+
+    #[test]
+    fn histogram_counts_each_value_in_its_bucket() {
+        let h = Histogram::<Small>::default();
+        assert_eq!(h.quantile_bound(0.5), None, "empty");
+        for v in [0, 5, 6, 10, 11, 1_000, 1_001, u64::MAX / 4] {
+            h.observe(v);
+        }
+        assert_eq!(h.count(), 8);
+        assert_eq!(h.sum(), 5 + 6 + 10 + 11 + 1_000 + 1_001 + u64::MAX / 4);
+        assert_eq!(
+            h.buckets(),
+            vec![(Some(5), 2), (Some(10), 2), (Some(1_000), 2), (None, 2)],
+            "bounds are inclusive"
+        );
+        assert_eq!(h.quantile_bound(0.25), Some(5));
+        assert_eq!(h.quantile_bound(0.26), Some(10));
+        assert_eq!(h.quantile_bound(0.75), Some(1_000));
+        assert_eq!(h.quantile_bound(0.99), None, "above the last bound");
     }
 }
