@@ -136,7 +136,7 @@ impl<B: Bounds> Histogram<B> {
         let mut seen = 0;
         for (upper, n) in buckets {
             seen += n;
-            if seen >= rank && total > 0 {
+            if seen >= rank {
                 return upper;
             }
         }
